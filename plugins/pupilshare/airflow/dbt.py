@@ -1,0 +1,45 @@
+"""astronomer-cosmos configuration shared by every DAG that builds dbt models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+
+from pupilshare import PROJECT_ROOT
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
+
+#: dbt's var ``feed_date`` is the run's data-interval end (SHARING_RULES.md, "Dates and ages").
+FEED_DATE_TEMPLATE = "{{ data_interval_end | ds }}"
+
+
+def project_config() -> ProjectConfig:
+    return ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, install_dbt_deps=False)
+
+
+def profile_config() -> ProfileConfig:
+    """Profile from ``dbt_project/profiles.yml``, which reads ``PUPILSHARE_DB_*`` from the environment."""
+    return ProfileConfig(
+        profile_name="pupilshare",
+        target_name="default",
+        profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
+    )
+
+
+def execution_config() -> ExecutionConfig:
+    return ExecutionConfig(dbt_executable_path=DBT_EXECUTABLE, invocation_mode=InvocationMode.DBT_RUNNER)
+
+
+def render_config(select: list[str]) -> RenderConfig:
+    """Render the selected models as one task each, with their dbt tests right after each model."""
+    return RenderConfig(
+        select=select,
+        load_method=LoadMode.DBT_LS,
+        invocation_mode=InvocationMode.DBT_RUNNER,
+        dbt_executable_path=DBT_EXECUTABLE,
+        test_behavior=TestBehavior.AFTER_EACH,
+    )

@@ -1,0 +1,112 @@
+"""The ``pupilshare`` command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pupilshare.settings import load_settings
+
+app = typer.Typer(help="pupilshare: a Local Authority's pupil-data platform.", no_args_is_help=True)
+console = Console()
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write the census extract CSVs into.")],
+    schools: Annotated[int, typer.Option(min=1, help="Number of schools.")] = 20,
+    pupils: Annotated[int, typer.Option(min=1, help="Number of pupils.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same files.")] = 1,
+    la_code: Annotated[str | None, typer.Option(help="LA code (default PUPILSHARE_LA_CODE).")] = None,
+) -> None:
+    """Write a synthetic county's School Census LA extract (one CSV per census table)."""
+    from pupilshare.generate.census import generate_census_extract
+
+    settings = load_settings()
+    counts = generate_census_extract(
+        out, schools=schools, pupils=pupils, seed=seed, la_code=la_code or settings.la_code
+    )
+    table = Table(title=f"Synthetic census extract in {out}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+
+
+@app.command()
+def run(
+    feed_date: Annotated[
+        str | None, typer.Option(help="Feed date YYYY-MM-DD (default PUPILSHARE_FEED_DATE, else today).")
+    ] = None,
+) -> None:
+    """Run the DAGs end to end (real Airflow runs, in process) over what is in the inbox."""
+    from pupilshare.db import database_server
+    from pupilshare.runtime import export_runtime_environment
+    from pupilshare.summary import run_summary
+
+    settings = load_settings(feed_date=_parse_date(feed_date))
+    settings.ensure_folders()
+    effective = settings.effective_feed_date()
+    with database_server(settings) as endpoints:
+        export_runtime_environment(settings, endpoints)
+        from pupilshare.airflow.runner import run_pipeline
+
+        outcomes = run_pipeline(settings, effective)
+        with psycopg.connect(endpoints.data_url) as conn:
+            summary = run_summary(conn, [outcome.run_id for outcome in outcomes])
+    _print_summary(settings, effective, outcomes, summary)
+    if any(outcome.state != "success" for outcome in outcomes):
+        raise typer.Exit(code=1)
+
+
+def _parse_date(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2026-11-29", param_hint="--feed-date") from None
+
+
+def _print_summary(settings, feed_date, outcomes, summary) -> None:
+    console.rule(f"pupilshare run, feed date {feed_date}")
+    runs = Table(title="Airflow runs")
+    for column in ("DAG", "run id", "state", "failed tasks"):
+        runs.add_column(column)
+    for outcome in outcomes:
+        colour = "green" if outcome.state == "success" else "red"
+        runs.add_row(outcome.dag_id, outcome.run_id, f"[{colour}]{outcome.state}[/]", ", ".join(outcome.failed_tasks))
+    console.print(runs)
+    for batch in summary["batches"][:3]:
+        rows = sum(batch["row_counts"].values())
+        console.print(f"load batch {batch['load_batch_id']} ({batch['source_name']}, {batch['status']}): {rows:,} rows")
+    for gate in summary["gates"]:
+        verdict = "[green]passed[/]" if gate["success"] else f"[red]FAILED[/] {gate['failures']}"
+        console.print(f"gate {gate['suite_name']} for {gate['feed_date']}: {verdict} ({gate['evaluated_rows']:,} rows)")
+    for delivery in summary["deliveries"]:
+        console.print(
+            f"delivered {delivery['recipient_id']} {delivery['feed_date']}: {delivery['row_count']:,} rows, "
+            f"{delivery['ledger_rows']:,} ledger rows -> {delivery['target']}/{delivery['file_name']}"
+        )
+    console.print("\nWhere to look:")
+    console.print(f"  feeds:     {settings.outbox_dir}")
+    console.print(f"  Data Docs: {settings.data_docs_dir / 'index.html'}")
+    console.print("  ledger:    tables ledger.deliveries and ledger.disclosures in the pupilshare database")
+    console.print(f"  quarantine: {settings.quarantine_dir}   Airflow logs: {settings.airflow_home / 'logs'}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Bring school returns from the inbox into the ``raw`` schema of PostgreSQL.
+
+Every file set loads in one transaction with PostgreSQL COPY under its own load batch id; a file set that fails a
+file-level check is quarantined with a report beside it and nothing from it is loaded.
+"""
+
+from pupilshare.ingest.census import IngestSummary, ingest_inbox, load_census_extract
+
+__all__ = ["IngestSummary", "ingest_inbox", "load_census_extract"]

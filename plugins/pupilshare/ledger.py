@@ -1,0 +1,171 @@
+"""The disclosure ledger: one row per pupil per delivery, append-only, and the publish gate register.
+
+Any past feed can be answered for later: who received which child's data, when, under what law, in which file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg
+
+_LEDGER_DDL = """
+create schema if not exists ledger;
+create table if not exists ledger.gate_results (
+    gate_result_id text primary key,
+    recipient_id text not null,
+    suite_name text not null,
+    feed_date date not null,
+    run_id text not null,
+    success boolean not null,
+    evaluated_rows integer not null,
+    failures jsonb not null,
+    data_docs_index text,
+    checked_at timestamptz not null default now()
+);
+create table if not exists ledger.deliveries (
+    delivery_id uuid primary key,
+    delivery_key text not null unique,
+    recipient_id text not null,
+    feed_date date not null,
+    file_name text not null,
+    file_sha256 text not null,
+    row_count integer not null,
+    target text not null,
+    legal_basis text not null,
+    run_id text not null,
+    policy_version text not null,
+    gate_result_id text not null references ledger.gate_results (gate_result_id),
+    delivered_at timestamptz not null default now()
+);
+create table if not exists ledger.disclosures (
+    disclosure_id bigint generated always as identity primary key,
+    delivery_id uuid not null references ledger.deliveries (delivery_id),
+    recipient_id text not null,
+    upn text not null,
+    feed_date date not null,
+    fields_sent text[] not null,
+    legal_basis text not null,
+    file_sha256 text not null,
+    run_id text not null,
+    policy_version text not null,
+    gate_result_id text not null,
+    disclosed_at timestamptz not null default now()
+);
+create index if not exists disclosures__upn on ledger.disclosures (upn);
+create or replace function ledger.refuse_change() returns trigger language plpgsql as $$
+begin
+    raise exception 'ledger.% is append-only: % is not allowed', tg_table_name, tg_op
+        using errcode = 'insufficient_privilege';
+end $$;
+do $$
+declare
+    ledger_table text;
+begin
+    foreach ledger_table in array array['deliveries', 'disclosures'] loop
+        if not exists (
+            select 1 from pg_trigger
+            where tgname = 'append_only' and tgrelid = ('ledger.' || ledger_table)::regclass
+        ) then
+            execute format(
+                'create trigger append_only before update or delete on ledger.%I '
+                'for each row execute function ledger.refuse_change()', ledger_table);
+            execute format(
+                'create trigger append_only_truncate before truncate on ledger.%I '
+                'for each statement execute function ledger.refuse_change()', ledger_table);
+        end if;
+    end loop;
+end $$;
+"""
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One pupil in one delivered file, and which fields of theirs it carried."""
+
+    upn: str
+    fields_sent: tuple[str, ...]
+
+
+def ensure_ledger_schema(conn: psycopg.Connection) -> None:
+    """Create the ledger tables and their append-only triggers (idempotent)."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('pupilshare.ledger_schema'))")
+        conn.execute(_LEDGER_DDL)
+
+
+def record_gate_result(
+    conn: psycopg.Connection,
+    *,
+    gate_result_id: str,
+    recipient_id: str,
+    suite_name: str,
+    feed_date: date,
+    run_id: str,
+    success: bool,
+    evaluated_rows: int,
+    failures: list[str],
+    data_docs_index: str | None,
+) -> None:
+    """Record a gate outcome, pass or fail, in its own committed transaction."""
+    with conn.transaction():
+        conn.execute(
+            """insert into ledger.gate_results
+                   (gate_result_id, recipient_id, suite_name, feed_date, run_id, success, evaluated_rows,
+                    failures, data_docs_index)
+               values (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)""",
+            (
+                gate_result_id,
+                recipient_id,
+                suite_name,
+                feed_date,
+                run_id,
+                success,
+                evaluated_rows,
+                json.dumps(failures),
+                data_docs_index,
+            ),
+        )
+
+
+def delivery_exists(conn: psycopg.Connection, delivery_key: str) -> bool:
+    return (
+        conn.execute("select 1 from ledger.deliveries where delivery_key = %s", (delivery_key,)).fetchone() is not None
+    )
+
+
+def record_delivery(conn: psycopg.Connection, *, delivery: dict, rows: list[LedgerRow]) -> None:
+    """Insert the delivery and one disclosure row per pupil. Call inside the caller's transaction."""
+    conn.execute(
+        """insert into ledger.deliveries
+               (delivery_id, delivery_key, recipient_id, feed_date, file_name, file_sha256, row_count, target,
+                legal_basis, run_id, policy_version, gate_result_id)
+           values (%(delivery_id)s, %(delivery_key)s, %(recipient_id)s, %(feed_date)s, %(file_name)s,
+                   %(file_sha256)s, %(row_count)s, %(target)s, %(legal_basis)s, %(run_id)s, %(policy_version)s,
+                   %(gate_result_id)s)""",
+        delivery,
+    )
+    with (
+        conn.cursor() as cursor,
+        cursor.copy(
+            """copy ledger.disclosures (delivery_id, recipient_id, upn, feed_date, fields_sent, legal_basis,
+                   file_sha256, run_id, policy_version, gate_result_id) from stdin"""
+        ) as copy,
+    ):
+        for row in rows:
+            copy.write_row(
+                (
+                    delivery["delivery_id"],
+                    delivery["recipient_id"],
+                    row.upn,
+                    delivery["feed_date"],
+                    list(row.fields_sent),
+                    delivery["legal_basis"],
+                    delivery["file_sha256"],
+                    delivery["run_id"],
+                    delivery["policy_version"],
+                    delivery["gate_result_id"],
+                )
+            )

@@ -1,0 +1,90 @@
+"""The recipient policy (``recipients.yml``) loaded into strict models: a typo is an error at load."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+POLICY_PATH = Path(__file__).with_name("recipients.yml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Cohort(_Strict):
+    description: str
+    min_age_years: int | None = Field(default=None, ge=0, le=25)
+
+
+class OptOut(_Strict):
+    scope: Literal["yss", "post16", "sure_start"]
+    effect: Literal["restrict", "exclude"]
+
+
+class Delivery(_Strict):
+    schedule: str
+    target: Literal["folder", "sftp"] = "folder"
+
+
+class RecipientPolicy(_Strict):
+    """What one recipient may receive, about whom, and why."""
+
+    recipient_id: str
+    name: str
+    legal_basis: str
+    notice_clause: str
+    mart: str
+    schema_name: str = Field(alias="schema")
+    key_column: str
+    cohort: Cohort
+    opt_out: OptOut | None = None
+    identity_fields: tuple[str, ...]
+    further_fields: tuple[str, ...] = ()
+    delivery: Delivery
+    retention_days: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _fields_distinct(self) -> RecipientPolicy:
+        names = [*self.identity_fields, *self.further_fields]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"recipient {self.recipient_id}: fields listed twice: {duplicates}")
+        if self.key_column in names:
+            raise ValueError(f"recipient {self.recipient_id}: key column {self.key_column} must not be delivered")
+        return self
+
+    @property
+    def delivered_fields(self) -> tuple[str, ...]:
+        """Every column of the delivered file, in order."""
+        return (*self.identity_fields, *self.further_fields)
+
+    @property
+    def mart_columns(self) -> tuple[str, ...]:
+        """Every column of the mart: the internal key, then the delivered fields."""
+        return (self.key_column, *self.delivered_fields)
+
+
+class Policy(_Strict):
+    version: str
+    recipients: dict[str, RecipientPolicy]
+
+    def recipient(self, recipient_id: str) -> RecipientPolicy:
+        try:
+            return self.recipients[recipient_id]
+        except KeyError:
+            raise KeyError(f"no recipient {recipient_id!r} in the policy; known: {sorted(self.recipients)}") from None
+
+
+@cache
+def load_policy(path: Path = POLICY_PATH) -> Policy:
+    """Load and validate the recipient policy file."""
+    with path.open(encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle)
+    for recipient_id, entry in raw.get("recipients", {}).items():
+        entry.setdefault("recipient_id", recipient_id)
+    return Policy.model_validate(raw)

@@ -1,0 +1,261 @@
+"""Publish a recipient's feed: gate the built mart, stage exactly what passed, deliver it and record it.
+
+Two steps, each an Airflow task: :func:`gate_feed` reads the mart, runs the recipient's Great Expectations gate
+against truth worked out from the raw returns, and only on success writes the feed into ``staging/``;
+:func:`deliver_feed` checks the staged file is byte for byte the one the gate passed, moves it into the outbox with a
+manifest and writes the ledger in the same transaction. Any error means nothing is delivered and nothing is recorded
+as disclosed (fail closed); a gate failure is itself recorded.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from pupilshare.db import database_server
+from pupilshare.gates import GateFailedError, run_feed_gate
+from pupilshare.gates.truth import load_yss_truth
+from pupilshare.ledger import (
+    LedgerRow,
+    delivery_exists,
+    ensure_ledger_schema,
+    record_delivery,
+    record_gate_result,
+)
+from pupilshare.policy import RecipientPolicy, load_policy
+from pupilshare.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: Independent truth per recipient: who is in the cohort and who is restricted, from the raw returns.
+TRUTH_LOADERS: dict[str, Callable[[psycopg.Connection, dt.date], pd.DataFrame]] = {"yss": load_yss_truth}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class DeliveryIntegrityError(RuntimeError):
+    """The staged feed is not the one the gate passed; nothing is delivered."""
+
+
+def gate_feed(recipient_id: str, *, feed_date: dt.date, run_id: str, settings: Settings | None = None) -> str:
+    """Gate the recipient's built mart for ``feed_date`` and stage it; return the staging folder.
+
+    Raises :class:`GateFailedError` (after recording the result) when the gate fails: nothing is staged.
+    """
+    settings = settings or load_settings()
+    settings.ensure_folders()
+    policy = load_policy()
+    recipient = policy.recipient(recipient_id)
+    with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
+        ensure_ledger_schema(conn)
+        columns, rows = _read_mart(conn, recipient)
+        feed = pd.DataFrame.from_records(rows, columns=columns)
+        truth = TRUTH_LOADERS[recipient_id](conn, feed_date)
+        result = run_feed_gate(
+            feed,
+            truth,
+            recipient=recipient,
+            feed_date=feed_date,
+            run_id=run_id,
+            data_docs_dir=settings.data_docs_dir,
+        )
+        record_gate_result(
+            conn,
+            gate_result_id=result.result_id,
+            recipient_id=recipient_id,
+            suite_name=result.suite_name,
+            feed_date=feed_date,
+            run_id=run_id,
+            success=result.success,
+            evaluated_rows=result.evaluated_rows,
+            failures=list(result.failures),
+            data_docs_index=str(result.data_docs_index) if result.data_docs_index else None,
+        )
+    if not result.success:
+        log.error("gate %s failed for %s: %s", result.suite_name, feed_date, "; ".join(result.failures))
+        raise GateFailedError(result)
+    staging = _stage(recipient, columns, rows, feed_date=feed_date, run_id=run_id, settings=settings)
+    _write_json(staging / "gate.json", {**_gate_record(result), "policy_version": policy.version})
+    return str(staging)
+
+
+def deliver_feed(staging_dir: str | Path, *, settings: Settings | None = None) -> dict[str, Any]:
+    """Deliver a gated, staged feed to the outbox and record every disclosure; a rerun delivers nothing twice."""
+    settings = settings or load_settings()
+    staging = _checked_staging(Path(staging_dir), settings)
+    stage = json.loads((staging / "stage.json").read_text(encoding="utf-8"))
+    gate = json.loads((staging / "gate.json").read_text(encoding="utf-8"))
+    feed_file = staging / stage["file_name"]
+    if not gate.get("success") or _sha256(feed_file) != stage["file_sha256"]:
+        raise DeliveryIntegrityError(f"{feed_file} is not the file the gate passed; nothing delivered")
+    recipient = load_policy().recipient(stage["recipient_id"])
+    delivery_key = f"{recipient.recipient_id}|{stage['feed_date']}|{stage['file_sha256']}"
+    with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
+        ensure_ledger_schema(conn)
+        if delivery_exists(conn, delivery_key):
+            log.info("delivery %s already made; nothing delivered again", delivery_key)
+            return {"status": "already_delivered", "delivery_key": delivery_key}
+        return _deliver(conn, recipient, stage, gate, staging, delivery_key, settings)
+
+
+def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> dict[str, Any]:
+    target_dir = settings.outbox_dir / recipient.recipient_id / stage["feed_date"]
+    target_dir.mkdir(parents=True, exist_ok=True)
+    delivery_id = str(uuid.uuid4())
+    manifest = {
+        "recipient": recipient.name,
+        "recipient_id": recipient.recipient_id,
+        "feed_date": stage["feed_date"],
+        "file_name": stage["file_name"],
+        "row_count": stage["row_count"],
+        "sha256": stage["file_sha256"],
+        "columns": list(recipient.delivered_fields),
+        "legal_basis": recipient.legal_basis,
+        "delivery_id": delivery_id,
+        "policy_version": gate["policy_version"],
+        "gate_result_id": gate["result_id"],
+    }
+    manifest_name = Path(stage["file_name"]).with_suffix(".manifest.json").name
+    final_paths = [target_dir / stage["file_name"], target_dir / manifest_name]
+    partial = [path.with_name(f".{path.name}.partial") for path in final_paths]
+    shutil.copyfile(staging / stage["file_name"], partial[0])
+    _write_json(partial[1], manifest)
+    ledger_rows = [LedgerRow(item["upn"], tuple(item["fields_sent"])) for item in _read_ledger_rows(staging)]
+    try:
+        with conn.transaction():
+            record_delivery(
+                conn,
+                delivery={
+                    "delivery_id": delivery_id,
+                    "delivery_key": delivery_key,
+                    "recipient_id": recipient.recipient_id,
+                    "feed_date": stage["feed_date"],
+                    "file_name": stage["file_name"],
+                    "file_sha256": stage["file_sha256"],
+                    "row_count": stage["row_count"],
+                    "target": str(target_dir),
+                    "legal_basis": recipient.legal_basis,
+                    "run_id": stage["run_id"],
+                    "policy_version": gate["policy_version"],
+                    "gate_result_id": gate["result_id"],
+                },
+                rows=ledger_rows,
+            )
+            for source, final in zip(partial, final_paths, strict=True):
+                os.replace(source, final)
+    except BaseException:
+        for path in [*partial, *final_paths]:
+            path.unlink(missing_ok=True)
+        raise
+    log.info("delivered %s rows to %s", stage["row_count"], final_paths[0])
+    return {"status": "delivered", "delivery_id": delivery_id, "file": str(final_paths[0]), **manifest}
+
+
+def _read_mart(conn: psycopg.Connection, recipient: RecipientPolicy) -> tuple[list[str], list[tuple]]:
+    """Every column and row of the built mart, exactly as built (the gate must see extras too)."""
+    query = sql.SQL("select * from {}.{} order by {}").format(
+        sql.Identifier(recipient.schema_name),
+        sql.Identifier(recipient.mart),
+        sql.Identifier(recipient.key_column),
+    )
+    with conn.cursor() as cursor:
+        cursor.execute(query)
+        columns = [column.name for column in cursor.description]
+        return columns, cursor.fetchall()
+
+
+def _stage(recipient: RecipientPolicy, columns, rows, *, feed_date: dt.date, run_id: str, settings: Settings) -> Path:
+    """Write the delivered columns of the gated rows, and the ledger rows, into a fresh staging folder."""
+    staging = settings.staging_dir / recipient.recipient_id / feed_date.isoformat() / _slug(run_id)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    file_name = f"{recipient.recipient_id}_{feed_date.isoformat()}.csv"
+    delivered = recipient.delivered_fields
+    positions = [columns.index(name) for name in delivered]
+    key_position = columns.index(recipient.key_column)
+    ledger_rows = []
+    with (staging / file_name).open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(delivered)
+        for row in rows:
+            values = [row[position] for position in positions]
+            writer.writerow([_cell(value) for value in values])
+            sent = [name for name, value in zip(delivered, values, strict=True) if value is not None]
+            ledger_rows.append({"upn": row[key_position], "fields_sent": sent})
+    _write_json(staging / "ledger_rows.json", ledger_rows)
+    _write_json(
+        staging / "stage.json",
+        {
+            "recipient_id": recipient.recipient_id,
+            "feed_date": feed_date.isoformat(),
+            "run_id": run_id,
+            "file_name": file_name,
+            "file_sha256": _sha256(staging / file_name),
+            "row_count": len(rows),
+        },
+    )
+    return staging
+
+
+def _cell(value: object) -> str:
+    """A CSV cell: null is empty, dates are ISO 8601, text that a spreadsheet would run as a formula is defused."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _gate_record(result) -> dict[str, Any]:
+    return {
+        "result_id": result.result_id,
+        "suite_name": result.suite_name,
+        "success": result.success,
+        "evaluated_rows": result.evaluated_rows,
+        "data_docs_index": str(result.data_docs_index) if result.data_docs_index else None,
+    }
+
+
+def _checked_staging(staging: Path, settings: Settings) -> Path:
+    resolved = staging.resolve()
+    if settings.staging_dir.resolve() not in resolved.parents:
+        raise DeliveryIntegrityError(f"{staging} is not inside the staging folder {settings.staging_dir}")
+    for name in ("stage.json", "gate.json", "ledger_rows.json"):
+        if not (resolved / name).is_file():
+            raise DeliveryIntegrityError(f"{resolved} has no {name}: the feed was not gated; nothing delivered")
+    return resolved
+
+
+def _read_ledger_rows(staging: Path) -> Sequence[dict]:
+    return json.loads((staging / "ledger_rows.json").read_text(encoding="utf-8"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:150]

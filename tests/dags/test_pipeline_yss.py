@@ -1,0 +1,141 @@
+"""End to end through real Airflow runs: a census extract becomes a gated, delivered, recorded YSS feed.
+
+Also: a leak planted into the built mart makes the gate fail, and then nothing is delivered or recorded.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+
+import psycopg
+import pytest
+
+from pupilshare.dates import age_in_years
+from pupilshare.generate.census import build_census_extract, write_census_extract
+from pupilshare.policy import load_policy
+from pupilshare.settings import Settings
+
+pytestmark = [pytest.mark.dags, pytest.mark.integration]
+
+FEED_DATE = dt.date(2026, 11, 29)
+BIRTHDAY_TODAY = dt.date(2013, 11, 29)  # 13 on the feed date: in
+BIRTHDAY_TOMORROW = dt.date(2013, 11, 30)  # 13 the day after: out
+YSS = load_policy().recipient("yss")
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    """Load a synthetic extract with boundary pupils and run ingest + publish once for the module."""
+    settings = Settings()
+    settings.ensure_folders()
+    extract = build_census_extract(schools=3, pupils=240, seed=11)
+    older = [pupil for pupil in extract.pupils if age_in_years(pupil.dob, FEED_DATE) >= 14]
+    planted = {
+        "today": dataclasses.replace(older[0], dob=BIRTHDAY_TODAY, yssa="Yes"),
+        "tomorrow": dataclasses.replace(older[1], dob=BIRTHDAY_TOMORROW, yssa=""),
+        "restricted": dataclasses.replace(older[2], yssa="No", sen_provision="K"),
+        "full": dataclasses.replace(older[3], yssa="Yes"),
+    }
+    replaced = {pupil.upn: pupil for pupil in planted.values()}
+    pupils = [replaced.get(pupil.upn, pupil) for pupil in extract.pupils]
+    extract = dataclasses.replace(extract, pupils=pupils)
+    write_census_extract(extract, settings.inbox_dir / "census" / "autumn_2026")
+
+    from pupilshare.airflow.runner import run_pipeline
+
+    outcomes = run_pipeline(settings, FEED_DATE)
+    return settings, extract, planted, outcomes
+
+
+def _feed_rows(settings: Settings) -> list[dict[str, str]]:
+    folder = settings.outbox_dir / "yss" / FEED_DATE.isoformat()
+    with (folder / f"yss_{FEED_DATE.isoformat()}.csv").open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _ledger(settings: Settings, query: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(settings.database_url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def test_pipeline__both_runs_succeed(pipeline):
+    _, _, _, outcomes = pipeline
+    assert [(outcome.dag_id, outcome.state) for outcome in outcomes] == [
+        ("pupilshare_ingest", "success"),
+        ("pupilshare_publish_yss", "success"),
+    ]
+
+
+def test_pipeline__feed_holds_exactly_pupils_aged_13_or_over(pipeline):
+    settings, extract, planted, _ = pipeline
+    rows = _feed_rows(settings)
+    expected = {
+        (p.forename, p.surname, p.dob.isoformat()) for p in extract.pupils if age_in_years(p.dob, FEED_DATE) >= 13
+    }
+    assert {(row["forename"], row["surname"], row["date_of_birth"]) for row in rows} == expected
+    upns = {row["upn"] for row in rows}
+    assert planted["today"].upn in upns, "13th birthday on the feed date: in"
+    assert planted["tomorrow"].upn not in upns, "13th birthday the day after: out"
+    assert all(age_in_years(dt.date.fromisoformat(row["date_of_birth"]), FEED_DATE) >= 13 for row in rows)
+
+
+def test_pipeline__restricted_pupil_has_only_name_address_and_dob(pipeline):
+    settings, _, planted, _ = pipeline
+    restricted = planted["restricted"]
+    rows = [
+        row
+        for row in _feed_rows(settings)
+        if row["forename"] == restricted.forename
+        and row["surname"] == restricted.surname
+        and row["date_of_birth"] == restricted.dob.isoformat()
+    ]
+    assert len(rows) == 1
+    row = rows[0]
+    assert all(row[field] == "" for field in YSS.further_fields), row
+    assert row["postcode"] == restricted.address.postcode
+    full = next(row for row in _feed_rows(settings) if row["upn"] == planted["full"].upn)
+    assert full["school_urn"] and full["nc_year"] and full["sex"]
+
+
+def test_pipeline__manifest_ledger_and_data_docs(pipeline):
+    settings, _, planted, outcomes = pipeline
+    folder = settings.outbox_dir / "yss" / FEED_DATE.isoformat()
+    manifest = json.loads((folder / f"yss_{FEED_DATE.isoformat()}.manifest.json").read_text(encoding="utf-8"))
+    rows = _feed_rows(settings)
+    assert manifest["row_count"] == len(rows)
+    assert manifest["columns"] == list(YSS.delivered_fields)
+    ledger = _ledger(settings, "select upn, fields_sent, legal_basis, file_sha256, run_id from ledger.disclosures")
+    assert len(ledger) == len(rows), "one ledger row per pupil per delivery"
+    assert {entry[3] for entry in ledger} == {manifest["sha256"]}
+    assert {entry[4] for entry in ledger} == {outcomes[1].run_id}
+    restricted_fields = next(entry[1] for entry in ledger if entry[0] == planted["restricted"].upn)
+    assert set(restricted_fields) <= set(YSS.identity_fields)
+    assert (settings.data_docs_dir / "index.html").is_file()
+
+
+def test_pipeline__planted_leak_fails_gate_and_nothing_is_delivered(pipeline):
+    settings, _, planted, _ = pipeline
+    before_files = sorted(path.name for path in settings.outbox_dir.rglob("*"))
+    before_ledger = _ledger(settings, "select count(*) from ledger.disclosures")[0][0]
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(
+            "update yss.yss_feed set school_urn = 123456, sen_provision_code = 'K' where ledger_upn = %s",
+            (planted["restricted"].upn,),
+        )
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(settings.dags_dir)).get_dag("pupilshare_publish_yss")
+    feed_moment = dt.datetime.combine(FEED_DATE, dt.time(), tzinfo=dt.UTC)
+    # The dbt build is marked success without running, so the gate sees the planted leak in the built mart.
+    dag_run = dag.test(logical_date=feed_moment, mark_success_pattern=r"^build_models\.")
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert str(dag_run.state) == "failed"
+    assert states["gate_and_stage"] == "failed"
+    assert states["deliver_and_record"] == "upstream_failed"
+    assert sorted(path.name for path in settings.outbox_dir.rglob("*")) == before_files
+    assert _ledger(settings, "select count(*) from ledger.disclosures")[0][0] == before_ledger
+    failures = _ledger(settings, "select failures::text from ledger.gate_results where not success")
+    assert failures and "school_urn" in failures[-1][0]
