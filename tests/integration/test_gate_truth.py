@@ -1,0 +1,138 @@
+"""load_yss_truth reads only the current census batch from raw and works out ages and restriction itself.
+
+Batches in the scratch database (feed date 2026-03-01)::
+
+    id  return_type  status      pupils
+    1   census       loaded      A (yssa No), Z           an older census: ignored
+    2   census       loaded      A, B, C, D, E, E', F     the current census
+    3   census       superseded  Y                        not loaded: ignored even with a higher id
+    4   workforce    loaded      X                        not a census: ignored
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+import pytest
+
+from pupilshare.gates.truth import TRUTH_COLUMNS, NoCurrentCensusError, load_yss_truth
+
+pytestmark = pytest.mark.integration
+
+FEED_DATE = dt.date(2026, 3, 1)
+
+_DDL = """
+create schema raw;
+create table raw.load_batches (
+    load_batch_id bigint primary key,
+    return_type text not null,
+    status text not null
+);
+create table raw.census_pupilonroll (
+    _load_batch_id bigint not null references raw.load_batches (load_batch_id),
+    _row_number bigint not null,
+    pupilonrolltableid text,
+    schoolcensustableid text,
+    upn text,
+    surname text,
+    forename text,
+    dob text,
+    enrolstatus text,
+    yssa text
+);
+"""
+BATCHES = [(1, "census", "loaded"), (2, "census", "loaded"), (3, "census", "superseded"), (4, "workforce", "loaded")]
+# (batch, row, upn, dob, enrolstatus, yssa)
+PUPILS = [
+    (1, 1, "A926000000001", "2013-Mar-01 00:00:00", "C", "No"),
+    (1, 2, "Z926000000099", "2010-Jan-01 00:00:00", "C", "Yes"),
+    (2, 1, "A926000000001", "2013-Mar-01 00:00:00", "C", "Yes"),  # 13th birthday on the feed date
+    (2, 2, "B926000000002", "2013-Mar-02 00:00:00", "C", "No"),  # 12: 13th birthday is tomorrow; restricted
+    (2, 3, "C926000000003", "2012-Feb-29 00:00:00", "C", "UNS"),  # 14 from 1 March in a non-leap year
+    (2, 4, "D926000000004", "2010-Mar-01 00:00:00", "C", "No"),  # 16 from 2026-03-01 inclusive; restricted
+    (2, 5, "E926000000005", "2011-Jun-15 00:00:00", "M", "Yes"),  # dual registration: main ...
+    (2, 6, "E926000000005", "2011-Jun-15 00:00:00", "S", "No"),  # ... and subsidiary says No
+    (2, 7, "F926000000006", "", "C", "SNR"),  # no date of birth: age unknown
+    (2, 8, "", "2011-Jun-15 00:00:00", "C", "Yes"),  # no UPN: cannot be keyed
+    (3, 1, "Y926000000098", "2010-Jan-01 00:00:00", "C", "Yes"),
+    (4, 1, "X926000000097", "2010-Jan-01 00:00:00", "C", "Yes"),
+]
+
+
+@pytest.fixture
+def conn(scratch_db: str):
+    """A connection to a fresh scratch database (dropped by the fixture) holding the raw tables."""
+    with psycopg.connect(scratch_db) as connection:
+        connection.execute(_DDL)
+        yield connection
+
+
+def _load(conn: psycopg.Connection, batches=BATCHES, pupils=PUPILS) -> None:
+    with conn.cursor() as cursor:
+        cursor.executemany("insert into raw.load_batches values (%s, %s, %s)", batches)
+        cursor.executemany(
+            """insert into raw.census_pupilonroll
+                   (_load_batch_id, _row_number, pupilonrolltableid, schoolcensustableid, upn, surname, forename,
+                    dob, enrolstatus, yssa)
+               values (%s, %s, %s, '1', %s, 'Surname', 'Forename', %s, %s, %s)""",
+            [(batch, row, f"{batch}-{row}", upn, dob, enrol, yssa) for batch, row, upn, dob, enrol, yssa in pupils],
+        )
+
+
+def test_load_yss_truth__only_the_latest_loaded_census(conn):
+    _load(conn)
+    truth = load_yss_truth(conn, FEED_DATE)
+
+    assert tuple(truth.columns) == TRUTH_COLUMNS
+    assert sorted(truth["upn"]) == [
+        "A926000000001",
+        "B926000000002",
+        "C926000000003",
+        "D926000000004",
+        "E926000000005",
+        "F926000000006",
+    ]
+    assert truth["upn"].is_unique
+
+
+def test_load_yss_truth__ages_cohort_and_restriction(conn):
+    _load(conn)
+    by_upn = load_yss_truth(conn, FEED_DATE).set_index("upn")
+
+    ages = by_upn["age_on_feed_date"]
+    assert ages.loc["A926000000001"] == 13
+    assert ages.loc["B926000000002"] == 12
+    assert ages.loc["C926000000003"] == 14
+    assert ages.loc["D926000000004"] == 16
+    assert ages.loc["E926000000005"] == 14
+    assert ages.isna().loc["F926000000006"]
+    assert by_upn.loc["C926000000003", "date_of_birth"] == dt.date(2012, 2, 29)
+    assert set(by_upn.index[by_upn["is_in_cohort"]]) == {
+        "A926000000001",
+        "C926000000003",
+        "D926000000004",
+        "E926000000005",
+    }
+    restricted = by_upn.index[by_upn["is_restricted"]]
+    assert set(restricted) == {"B926000000002", "D926000000004", "E926000000005"}, "A's 'No' was in an older census"
+    assert by_upn.loc["E926000000005", "restriction_reason"] == (
+        "census item yssa = 'No' (load batch 2, pupilonroll row 6)"
+    )
+    assert by_upn.loc["A926000000001", "restriction_reason"] is None
+
+
+def test_load_yss_truth__ages_move_with_the_feed_date(conn):
+    _load(conn)
+    by_upn = load_yss_truth(conn, FEED_DATE - dt.timedelta(days=1)).set_index("upn")
+
+    assert by_upn.loc["A926000000001", "age_on_feed_date"] == 12, "the day before the 13th birthday"
+    assert by_upn.loc["C926000000003", "age_on_feed_date"] == 13, "born 29 Feb: still 13 on 28 Feb 2026"
+    assert not by_upn.loc["A926000000001", "is_in_cohort"]
+
+
+def test_load_yss_truth__no_loaded_census_is_an_error(conn):
+    _load(conn, batches=[(3, "census", "superseded"), (4, "workforce", "loaded")], pupils=[])
+
+    with pytest.raises(NoCurrentCensusError, match="no census batch"):
+        load_yss_truth(conn, FEED_DATE)
