@@ -19,7 +19,7 @@ from pupilshare.airflow.callbacks import alert_on_failure
     default_args={
         "owner": "pupilshare",
         "retries": 2,
-        "retry_delay": timedelta(minutes=1),
+        "retry_delay": timedelta(seconds=30),
         "on_failure_callback": alert_on_failure,
     },
 )

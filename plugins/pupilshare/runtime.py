@@ -7,6 +7,8 @@ before that import. Nothing here imports Airflow.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from pupilshare import PROJECT_ROOT
 from pupilshare.db import DatabaseEndpoints
@@ -16,6 +18,7 @@ from pupilshare.settings import Settings
 def runtime_environment(settings: Settings, endpoints: DatabaseEndpoints) -> dict[str, str]:
     """The variables Airflow, Cosmos, dbt and the tasks need to find the project, the data and the databases."""
     env = endpoints.dbt_env()
+    env["PATH"] = _path_with_venv_bin()
     env.update(
         {
             "PUPILSHARE_DATA_DIR": str(settings.data_dir),
@@ -43,3 +46,10 @@ def export_runtime_environment(settings: Settings, endpoints: DatabaseEndpoints)
     env = runtime_environment(settings, endpoints)
     os.environ.update(env)
     return env
+
+
+def _path_with_venv_bin() -> str:
+    """PATH with this interpreter's bin folder first, so cosmos finds the ``dbt`` installed beside Airflow."""
+    bin_dir = str(Path(sys.executable).parent)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    return os.pathsep.join([bin_dir, *(part for part in parts if part and part != bin_dir)])

@@ -10,8 +10,9 @@ from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
 from pupilshare import PROJECT_ROOT
 
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
 
 #: dbt's var ``feed_date`` is the run's data-interval end (SHARING_RULES.md, "Dates and ages").
 FEED_DATE_TEMPLATE = "{{ data_interval_end | ds }}"
@@ -31,15 +32,21 @@ def profile_config() -> ProfileConfig:
 
 
 def execution_config() -> ExecutionConfig:
-    return ExecutionConfig(dbt_executable_path=DBT_EXECUTABLE, invocation_mode=InvocationMode.DBT_RUNNER)
+    """dbt runs as a subprocess of the task: several in-process dbtRunner invocations in one Python process
+    (as under ``dag.test()``) fail with "module 'dbt' has no attribute 'adapters'"."""
+    return ExecutionConfig(dbt_executable_path=DBT_EXECUTABLE, invocation_mode=InvocationMode.SUBPROCESS)
 
 
 def render_config(select: list[str]) -> RenderConfig:
     """Render the selected models as one task each, with their dbt tests right after each model."""
     return RenderConfig(
         select=select,
+        # dbt recommends running unit tests in development and CI only (they run in the test suite);
+        # production runs build models and run their data tests.
+        exclude=["resource_type:unit_test"],
+        # a test with parents in two models runs once both are built, not with the first of them
+        should_detach_multiple_parents_tests=True,
         load_method=LoadMode.DBT_LS,
         invocation_mode=InvocationMode.DBT_RUNNER,
-        dbt_executable_path=DBT_EXECUTABLE,
         test_behavior=TestBehavior.AFTER_EACH,
     )

@@ -18,7 +18,8 @@ from pupilshare.policy import load_policy
 DEFAULT_ARGS = {
     "owner": "pupilshare",
     "retries": 2,
-    "retry_delay": timedelta(minutes=2),
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
     "on_failure_callback": alert_on_failure,
 }
 
@@ -45,7 +46,7 @@ def build_publish_dag(recipient_id: str) -> DAG:
             profile_config=dbt_config.profile_config(),
             execution_config=dbt_config.execution_config(),
             render_config=dbt_config.render_config([f"+{recipient.mart}"]),
-            operator_args={"vars": {"feed_date": dbt_config.FEED_DATE_TEMPLATE}, "install_deps": False},
+            operator_args={"vars": {"feed_date": dbt_config.FEED_DATE_TEMPLATE}},
         )
 
         @task(retries=0)

@@ -1,0 +1,58 @@
+{#- The cohort's minimum age: recipients.yml `yss.cohort.min_age_years` (the notice's "aged 13 or over"). -#}
+{%- set min_age_years = 13 -%}
+
+with
+
+pupils_on_roll as (
+    select * from {{ ref('int_pupils_on_roll_latest') }}
+),
+
+restrictions as (
+    select * from {{ ref('int_yss_restrictions_resolved') }}
+),
+
+pupils_with_age as (
+    select
+        pupils_on_roll.*,
+        {{ age_in_years('pupils_on_roll.date_of_birth', feed_date()) }} as age_on_feed_date
+    from pupils_on_roll
+),
+
+cohort as (
+    -- a pupil with no readable date of birth has no age and is not in the cohort
+    select * from pupils_with_age
+    where age_on_feed_date >= {{ min_age_years }}
+),
+
+cohort_with_restrictions as (
+    select
+        cohort.*,
+        -- a pupil the restriction model does not know is treated as restricted (fail closed)
+        coalesce(restrictions.is_yss_restricted, true) as is_yss_restricted
+    from cohort
+    left join restrictions
+        on cohort.upn = restrictions.upn
+),
+
+final as (
+    select
+        upn::text as ledger_upn,
+        forename::text as forename,
+        surname::text as surname,
+        date_of_birth::date as date_of_birth,
+        address_line_1::text as address_line_1,
+        address_line_2::text as address_line_2,
+        town::text as town,
+        postcode::text as postcode,
+        -- further information: only for pupils who are not restricted
+        case when not is_yss_restricted then upn end::text as upn,
+        case when not is_yss_restricted then school_urn end::integer as school_urn,
+        case when not is_yss_restricted then school_laestab end::text as school_laestab,
+        case when not is_yss_restricted then school_name end::text as school_name,
+        case when not is_yss_restricted then nc_year_code end::text as nc_year,
+        case when not is_yss_restricted then sex_code end::text as sex,
+        case when not is_yss_restricted then sen_provision_code end::text as sen_provision_code
+    from cohort_with_restrictions
+)
+
+select * from final
