@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, dag, get_current_context, task
 from cosmos import DbtTaskGroup
 
-from pupilshare.airflow import dbt as dbt_config
+from pupilshare.airflow import cosmos_config as dbt_config
 from pupilshare.airflow.assets import feed_asset
 from pupilshare.airflow.callbacks import alert_on_failure
 from pupilshare.policy import load_policy

@@ -225,6 +225,7 @@ def _build_model(cells: Mapping[str, int], constraints: Iterable[ConstraintLike]
     solver = highspy.Highs()
     solver.silent()
     solver.setOptionValue("presolve", "off")  # keep the basis between the per-cell solves
+    solver.setOptionValue("simplex_strategy", 4)  # primal: only the objective changes, the last optimum stays feasible
     solver.addVars(len(hidden), np.zeros(len(hidden)), np.full(len(hidden), _INF))
     if rhs:
         bounds = np.array(rhs, dtype=np.float64)

@@ -61,6 +61,7 @@ TOTAL = "Total"
 HIDDEN_SYMBOL = "c"
 _EPS = 1e-6
 _INF = highspy.kHighsInf
+_PRIMAL, _DUAL = 4, 1  # HiGHS simplex_strategy values
 
 
 class TableSetError(ValueError):
@@ -330,11 +331,13 @@ def find_secondary_cells(
     return frozenset(hidden - set(primary))
 
 
-def _new_solver() -> highspy.Highs:
+def _new_solver(strategy: int) -> highspy.Highs:
+    """A quiet HiGHS simplex that keeps its basis between solves; ``strategy`` 1 is dual simplex, 4 primal."""
     solver = highspy.Highs()
     solver.silent()
     solver.setOptionValue("presolve", "off")  # presolve would throw the warm-start basis away on every solve
     solver.setOptionValue("solver", "simplex")
+    solver.setOptionValue("simplex_strategy", strategy)
     solver.setOptionValue("random_seed", 0)
     return solver
 
@@ -367,7 +370,7 @@ class _RangeModel:
         self._index = {cell_id: i for i, cell_id in enumerate(table_set.cells)}
         lower = np.array([0.0 if c in hidden else v for c, v in self._values.items()])
         upper = np.array([_INF if c in hidden else v for c, v in self._values.items()])
-        self._solver = _new_solver()
+        self._solver = _new_solver(_PRIMAL)  # only costs change and bounds widen: the last optimum stays feasible
         self._solver.addVars(len(lower), lower, upper)
         rows = [
             [(self._index[c.total], 1.0)] + [(self._index[part], -1.0) for part in c.parts]
@@ -407,7 +410,7 @@ class _PerturbationModel:
         self._hidden = set(hidden)
         weights = self._values + 1.0 + np.arange(n) * (0.5 / n)
         costs = np.array([0.0 if cell_id in hidden else w for cell_id, w in zip(self._ids, weights, strict=True)])
-        self._solver = _new_solver()
+        self._solver = _new_solver(_DUAL)  # the target cell's bounds change between solves
         self._solver.addVars(2 * n, np.zeros(2 * n), np.concatenate([np.full(n, _INF), self._values]))
         self._solver.changeColsCost(2 * n, np.arange(2 * n, dtype=np.int32), np.concatenate([costs, costs]))
         rows = []

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
 from pupilshare import PROJECT_ROOT
-
-DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
@@ -32,9 +27,8 @@ def profile_config() -> ProfileConfig:
 
 
 def execution_config() -> ExecutionConfig:
-    """dbt runs as a subprocess of the task: several in-process dbtRunner invocations in one Python process
-    (as under ``dag.test()``) fail with "module 'dbt' has no attribute 'adapters'"."""
-    return ExecutionConfig(dbt_executable_path=DBT_EXECUTABLE, invocation_mode=InvocationMode.SUBPROCESS)
+    """dbt runs in the task's process (dbtRunner): no interpreter start-up per model."""
+    return ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER)
 
 
 def render_config(select: list[str]) -> RenderConfig:
