@@ -91,6 +91,8 @@ def _print_summary(settings, feed_date, outcomes, summary) -> None:
     for gate in summary["gates"]:
         verdict = "[green]passed[/]" if gate["success"] else f"[red]FAILED[/] {gate['failures']}"
         console.print(f"gate {gate['suite_name']} for {gate['feed_date']}: {verdict} ({gate['evaluated_rows']:,} rows)")
+    if summary["gates"] and not summary["deliveries"] and all(gate["success"] for gate in summary["gates"]):
+        console.print("no new delivery: these feeds were already delivered (a rerun delivers nothing twice)")
     for delivery in summary["deliveries"]:
         console.print(
             f"delivered {delivery['recipient_id']} {delivery['feed_date']}: {delivery['row_count']:,} rows, "

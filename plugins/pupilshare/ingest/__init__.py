@@ -4,6 +4,6 @@ Every file set loads in one transaction with PostgreSQL COPY under its own load 
 file-level check is quarantined with a report beside it and nothing from it is loaded.
 """
 
-from pupilshare.ingest.census import IngestSummary, ingest_inbox, load_census_extract
+from pupilshare.ingest.inbox import IngestSummary, ReturnRejectedError, ingest_inbox
 
-__all__ = ["IngestSummary", "ingest_inbox", "load_census_extract"]
+__all__ = ["IngestSummary", "ReturnRejectedError", "ingest_inbox"]

@@ -12,60 +12,26 @@ import hashlib
 import io
 import logging
 import re
-import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from pupilshare.db import database_server
-from pupilshare.findings import Finding, write_report
+from pupilshare.findings import Finding
+from pupilshare.ingest.inbox import ReturnRejectedError, register_return
 from pupilshare.ingest.raw_schema import (
     RAW_SCHEMA,
     census_raw_columns,
     census_required_columns,
-    ensure_raw_schema,
     raw_table_name,
 )
-from pupilshare.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 RETURN_TYPE = "census"
 REQUIRED_TABLES = ("school", "schoolcensus", "pupilonroll", "addressesonroll")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 _COPY_CHUNK = 1 << 20
-
-
-class ExtractRejectedError(Exception):
-    """A census extract failed a file-level check; nothing from it may be loaded."""
-
-    def __init__(self, findings: list[Finding]) -> None:
-        self.findings = findings
-        super().__init__("; ".join(finding.describe() for finding in findings))
-
-
-@dataclass
-class IngestSummary:
-    """What one pass over the inbox did."""
-
-    loaded: list[dict] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-    quarantined: list[dict] = field(default_factory=list)
-
-    @property
-    def rows_loaded(self) -> int:
-        return sum(sum(batch["rows"].values()) for batch in self.loaded)
-
-    def as_dict(self) -> dict:
-        return {
-            "loaded": self.loaded,
-            "duplicates": self.duplicates,
-            "quarantined": self.quarantined,
-            "rows_loaded": self.rows_loaded,
-        }
 
 
 @dataclass(frozen=True)
@@ -75,44 +41,25 @@ class _CensusFile:
     columns: tuple[str, ...]
 
 
-def ingest_inbox(settings: Settings | None = None) -> IngestSummary:
-    """Load every census extract waiting in ``inbox/census``; archive what loaded, quarantine what was refused."""
-    settings = settings or load_settings()
-    settings.ensure_folders()
-    summary = IngestSummary()
-    extracts = list(_discover_extracts(settings.inbox_dir / RETURN_TYPE, summary, settings))
-    if not extracts:
-        return summary
-    with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
-        with conn.transaction():
-            ensure_raw_schema(conn)
-        for extract in extracts:
-            _ingest_one(conn, extract, summary, settings)
-    return summary
-
-
-def _ingest_one(conn: psycopg.Connection, extract: Path, summary: IngestSummary, settings: Settings) -> None:
-    try:
-        result = load_census_extract(conn, extract, max_file_bytes=settings.max_inbox_file_bytes)
-    except ExtractRejectedError as rejected:
-        report = _quarantine(extract, rejected.findings, settings)
-        summary.quarantined.append({"source": extract.name, "report": str(report), "reasons": str(rejected)})
-        log.warning("quarantined census extract %s: %s", extract.name, rejected)
-        return
-    if result is None:
-        summary.duplicates.append(extract.name)
-    else:
-        summary.loaded.append(result)
-    _archive(extract, settings)
-
-
 def load_census_extract(conn: psycopg.Connection, extract: Path, *, max_file_bytes: int = 2 * 1024**3) -> dict | None:
     """Load one extract folder in a single transaction.
 
     Returns ``{"source", "load_batch_id", "rows": {table: n}}``, or None when the same content was loaded before.
-    Raises :class:`ExtractRejectedError` with findings when a file-level check or the COPY itself fails; the
+    Raises :class:`ReturnRejectedError` with findings when a file-level check or the COPY itself fails; the
     transaction is then rolled back and nothing from the extract remains.
     """
+    if not extract.is_dir():
+        raise ReturnRejectedError(
+            [
+                Finding(
+                    extract.name,
+                    "FILE-NOT-AN-EXTRACT",
+                    "error",
+                    "inbox/census holds one folder per census extract, each with <table>.csv files; "
+                    "put loose files in a folder",
+                )
+            ]
+        )
     files = _check_extract(extract, max_file_bytes)
     content_sha256 = _content_hash(files)
     term, year, reference_date = _census_header(files)
@@ -129,29 +76,9 @@ def load_census_extract(conn: psycopg.Connection, extract: Path, *, max_file_byt
             )
             _supersede_earlier(conn, batch_id, term, year)
     except psycopg.Error as error:
-        raise ExtractRejectedError([_copy_finding(extract, error)]) from error
+        raise ReturnRejectedError([_copy_finding(extract, error)]) from error
     log.info("loaded census extract %s as batch %s: %s", extract.name, batch_id, rows)
     return {"source": extract.name, "load_batch_id": batch_id, "rows": rows}
-
-
-def _discover_extracts(folder: Path, summary: IngestSummary, settings: Settings) -> Iterator[Path]:
-    if not folder.is_dir():
-        return
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_symlink() or not entry.is_dir() or not _SAFE_NAME.match(entry.name):
-            finding = Finding(
-                file=entry.name,
-                rule_id="FILE-NAME",
-                severity="error",
-                message="inbox/census holds one folder per extract with a plain name (letters, digits, . _ -); "
-                "links, loose files and other names are refused",
-            )
-            report = _quarantine(entry, [finding], settings)
-            summary.quarantined.append({"source": entry.name, "report": str(report), "reasons": finding.message})
-            continue
-        yield entry
 
 
 def _check_extract(extract: Path, max_file_bytes: int) -> list[_CensusFile]:
@@ -188,7 +115,7 @@ def _check_extract(extract: Path, max_file_bytes: int) -> list[_CensusFile]:
             if census_file:
                 files.append(census_file)
     if findings:
-        raise ExtractRejectedError(findings)
+        raise ReturnRejectedError(findings)
     return files
 
 
@@ -275,7 +202,7 @@ def _census_header(files: list[_CensusFile]) -> tuple[str | None, int | None, dt
     with path.open(encoding="utf-8-sig", newline="") as handle:
         first = next(csv.DictReader(handle), None)
     if first is None:
-        raise ExtractRejectedError(
+        raise ReturnRejectedError(
             [
                 Finding(
                     path.name,
@@ -293,7 +220,7 @@ def _census_header(files: list[_CensusFile]) -> tuple[str | None, int | None, dt
         try:
             reference_date = dt.datetime.strptime(row["referencedate"], "%Y-%b-%d %H:%M:%S").date()
         except ValueError:
-            raise ExtractRejectedError(
+            raise ReturnRejectedError(
                 [
                     Finding(
                         path.name,
@@ -377,30 +304,10 @@ def _copy_finding(extract: Path, error: psycopg.Error) -> Finding:
     )
 
 
-def _quarantine(source: Path, findings: list[Finding], settings: Settings) -> Path:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = settings.quarantine_dir / RETURN_TYPE / f"{stamp}__{_safe(source.name)}"
-    target.mkdir(parents=True, exist_ok=True)
-    destination = target / _safe(source.name)
-    if source.is_symlink() or source.is_file():
-        source.unlink() if source.is_symlink() else shutil.move(str(source), destination)
-    else:
-        shutil.move(str(source), destination)
-    return write_report(findings, target, title=f"Census extract {source.name} was quarantined")
-
-
-def _archive(source: Path, settings: Settings) -> None:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = settings.archive_dir / RETURN_TYPE / f"{stamp}__{_safe(source.name)}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(source), target)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:120] or "unnamed"
-
-
 def _json(value: object) -> str:
     import json
 
     return json.dumps(value, sort_keys=True)
+
+
+register_return(RETURN_TYPE, load_census_extract, description="School Census LA extract: a folder of <table>.csv")

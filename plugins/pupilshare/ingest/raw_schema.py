@@ -11,6 +11,7 @@ from functools import cache
 import psycopg
 from psycopg import sql
 
+from pupilshare.findings import Finding
 from pupilshare.reference import census_columns, census_tables
 
 RAW_SCHEMA = "raw"
@@ -30,6 +31,20 @@ create table if not exists raw.load_batches (
     loaded_at timestamptz not null default now()
 );
 create index if not exists load_batches__return_sha on raw.load_batches (return_type, content_sha256);
+create table if not exists raw.validation_findings (
+    finding_id bigint generated always as identity primary key,
+    load_batch_id bigint references raw.load_batches (load_batch_id),
+    return_type text not null,
+    file text not null,
+    table_name text,
+    row_number bigint,
+    item text,
+    rule_id text not null,
+    severity text not null check (severity in ('error', 'query')),
+    message text not null,
+    found_at timestamptz not null default now()
+);
+create index if not exists validation_findings__batch on raw.validation_findings (load_batch_id);
 """
 
 
@@ -90,3 +105,31 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
                 index=sql.Identifier(f"{name}__batch"),
             )
         )
+
+
+def record_findings(
+    conn: psycopg.Connection, *, return_type: str, load_batch_id: int | None, findings: list[Finding]
+) -> None:
+    """Append findings to ``raw.validation_findings`` (inside the caller's transaction), streamed with COPY."""
+    with (
+        conn.cursor() as cursor,
+        cursor.copy(
+            """copy raw.validation_findings
+                   (load_batch_id, return_type, file, table_name, row_number, item, rule_id, severity, message)
+               from stdin"""
+        ) as copy,
+    ):
+        for finding in findings:
+            copy.write_row(
+                (
+                    load_batch_id,
+                    return_type,
+                    finding.file,
+                    finding.table,
+                    finding.row,
+                    finding.item,
+                    finding.rule_id,
+                    finding.severity,
+                    finding.message,
+                )
+            )

@@ -129,7 +129,7 @@ class EESColumn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    col_name: str = Field(pattern=_SNAKE.pattern)
+    col_name: str = Field(pattern=f"^{_SNAKE.pattern}$")
     col_type: Literal["Filter", "Indicator"]
     label: str = Field(min_length=1)
     indicator_grouping: str = ""
@@ -221,6 +221,8 @@ def check_ees_file(csv_path: Path, meta_path: Path) -> list[Finding]:
     findings += meta_findings
     if not header or not meta_header:
         return findings
+    if not rows:
+        findings.append(_file_finding(data_name, "file_empty", "data file has a header but no data rows"))
     findings += _check_header(data_name, header)
     findings += _check_meta(meta_name, meta_header, meta_rows, header)
     if findings:
@@ -249,7 +251,8 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]], list[Finding
         if len(record) != len(header):
             message = f"row has {len(record)} fields, header has {len(header)}"
             findings.append(_file_finding(path.name, "ragged_row", message, row=number))
-        rows.append(dict(zip(header, record, strict=False)))
+        padded = record + [""] * (len(header) - len(record))  # later rules see every column, even on a short row
+        rows.append(dict(zip(header, padded, strict=False)))
     return header, rows, findings
 
 
