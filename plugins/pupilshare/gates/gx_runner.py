@@ -24,7 +24,9 @@ DATA_DOCS_SITE = "pupilshare_gates"
 RESULTS_FOLDER = "validation_results"
 #: Summary results: counts plus up to 20 example values per failed expectation, shown in Data Docs only. Failure
 #: messages (logs, ledger) carry counts and column names, never a pupil's values.
-_RESULT_FORMAT = {"result_format": "SUMMARY"}
+# Counts of failing rows, but no example values: a failed gate's Data Docs must not become a copy of the
+# pupils' data it was protecting (names, UPNs). The failing rows are found again from the staged mart.
+_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
 
 
 @dataclass(frozen=True)

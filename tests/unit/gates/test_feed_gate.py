@@ -254,3 +254,18 @@ def test_run_feed_gate__fails_iff_a_restricted_row_has_a_further_field(pupils):
 
     assert result.success is (not leaked), result.failures
     assert set(_failed_checks(result)) == leaked
+
+
+def test_run_feed_gate__data_docs_hold_no_pupil_values_from_a_leak(tmp_path):
+    """A failed gate's Data Docs count the failing rows but never copy the leaked values or the pupil's name."""
+    feed = _clean_feed()
+    leaked = feed.index[feed["ledger_upn"] == "P02"][0]
+    feed.loc[leaked, "school_name"] = "Leaky Lane Academy"
+    feed.loc[leaked, "forename"] = "Zebedee"
+    result = _gate(feed, tmp_path / "docs")
+    assert not result.success
+    written = "".join(
+        path.read_text(encoding="utf-8", errors="replace") for path in (tmp_path / "docs").rglob("*") if path.is_file()
+    )
+    assert "school_name" in written, "the failing check is documented"
+    assert "Leaky Lane Academy" not in written and "Zebedee" not in written
