@@ -21,17 +21,21 @@ console = Console()
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="Folder to write the census extract CSVs into.")],
-    schools: Annotated[int, typer.Option(min=1, help="Number of schools.")] = 20,
-    pupils: Annotated[int, typer.Option(min=1, help="Number of pupils.")] = 3000,
+    schools: Annotated[int | None, typer.Option(min=1, help="Number of schools (default: the preset's).")] = None,
+    pupils: Annotated[int | None, typer.Option(min=1, help="Number of pupils (default: the preset's).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same files.")] = 1,
     la_code: Annotated[str | None, typer.Option(help="LA code (default PUPILSHARE_LA_CODE).")] = None,
+    preset: Annotated[str, typer.Option(help="small (20 schools, 3,000 pupils) or county (420, 130,000).")] = "small",
+    term: Annotated[str, typer.Option(help="Census term: Autumn, Spring or Summer.")] = "Autumn",
 ) -> None:
     """Write a synthetic county's School Census LA extract (one CSV per census table)."""
     from pupilshare.generate.census import generate_census_extract
 
     settings = load_settings()
+    if term not in ("Autumn", "Spring", "Summer"):
+        raise typer.BadParameter(f"{term!r} is not Autumn, Spring or Summer", param_hint="--term")
     counts = generate_census_extract(
-        out, schools=schools, pupils=pupils, seed=seed, la_code=la_code or settings.la_code
+        out, schools=schools, pupils=pupils, seed=seed, la_code=la_code or settings.la_code, preset=preset, term=term
     )
     table = Table(title=f"Synthetic census extract in {out}")
     table.add_column("table")
@@ -39,6 +43,20 @@ def generate(
     for name, rows in counts.items():
         table.add_row(name, f"{rows:,}")
     console.print(table)
+
+
+@app.command("benchmark-ingest")
+def benchmark_ingest(
+    pupils: Annotated[list[int], typer.Option(help="Pupils per run; repeat for several sizes.")] = [100_000],  # noqa: B006
+    admin_url: Annotated[str, typer.Option(help="Server to use (a scratch database is made and dropped).")] = (
+        "postgresql://postgres@127.0.0.1:5432/postgres"
+    ),
+    pandas_limit: Annotated[int, typer.Option(help="Time pandas on at most this many rows, then scale.")] = 100_000,
+) -> None:
+    """Time census loading (incl. validation) against raw COPY and pandas to_sql; print pupils per second."""
+    from pupilshare.benchmarks.ingest import benchmark_ingest as run_benchmark
+
+    console.print(run_benchmark(pupils, admin_url=admin_url, pandas_limit=pandas_limit).to_markdown())
 
 
 @app.command()
@@ -98,11 +116,26 @@ def _print_summary(settings, feed_date, outcomes, summary) -> None:
             f"delivered {delivery['recipient_id']} {delivery['feed_date']}: {delivery['row_count']:,} rows, "
             f"{delivery['ledger_rows']:,} ledger rows -> {delivery['target']}/{delivery['file_name']}"
         )
+    _print_statistics(summary.get("statistics", []))
     console.print("\nWhere to look:")
     console.print(f"  feeds:     {settings.outbox_dir}")
     console.print(f"  Data Docs: {settings.data_docs_dir / 'index.html'}")
-    console.print("  ledger:    tables ledger.deliveries and ledger.disclosures in the pupilshare database")
+    console.print("  ledger:    tables ledger.deliveries, ledger.disclosures and ledger.statistics_publications")
     console.print(f"  quarantine: {settings.quarantine_dir}   Airflow logs: {settings.airflow_home / 'logs'}")
+
+
+def _print_statistics(publications: list[dict]) -> None:
+    """One line per statistics table of the run: time period, files and cells hidden, or why nothing was published."""
+    for row in publications:
+        if row["status"] == "published":
+            files = ", ".join(name for name in row["files"] if name != "manifest.json")
+            console.print(
+                f"statistics {row['time_period']} {row['table_name']}: {row['row_count']:,} rows, "
+                f"{row['cells_primary']} primary + {row['cells_secondary']} secondary cells hidden "
+                f"(threshold {row['threshold']}) -> {row['target']}/{{{files}}}"
+            )
+        else:
+            console.print(f"statistics {row['table_name']}: [red]NOT PUBLISHED[/] {row['failure']}")
 
 
 def main() -> None:

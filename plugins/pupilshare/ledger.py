@@ -1,5 +1,8 @@
 """The disclosure ledger: one row per pupil per delivery, append-only, and the publish gate register.
 
+Published statistics are recorded too (``ledger.statistics_publications``): one row per table per publish run,
+published or failed, with the files, their hashes, the threshold and the audit summary.
+
 Any past feed can be answered for later: who received which child's data, when, under what law, in which file.
 """
 
@@ -55,6 +58,28 @@ create table if not exists ledger.disclosures (
     disclosed_at timestamptz not null default now()
 );
 create index if not exists disclosures__upn on ledger.disclosures (upn);
+create table if not exists ledger.statistics_publications (
+    publication_id uuid primary key,
+    run_id text not null,
+    table_name text not null,
+    time_period text,
+    status text not null check (status in ('published', 'failed')),
+    files jsonb not null,
+    sha256 jsonb not null,
+    row_count integer,
+    threshold integer not null,
+    protection integer not null,
+    cells_primary integer,
+    cells_secondary integer,
+    cells_derived_hidden integer,
+    min_protection_width double precision,
+    audit_ok boolean,
+    failure text,
+    target text,
+    recorded_at timestamptz not null default now(),
+    published_at timestamptz
+);
+create index if not exists statistics_publications__run on ledger.statistics_publications (run_id);
 create or replace function ledger.refuse_change() returns trigger language plpgsql as $$
 begin
     raise exception 'ledger.% is append-only: % is not allowed', tg_table_name, tg_op
@@ -64,7 +89,7 @@ do $$
 declare
     ledger_table text;
 begin
-    foreach ledger_table in array array['deliveries', 'disclosures'] loop
+    foreach ledger_table in array array['deliveries', 'disclosures', 'statistics_publications'] loop
         if not exists (
             select 1 from pg_trigger
             where tgname = 'append_only' and tgrelid = ('ledger.' || ledger_table)::regclass
@@ -169,3 +194,18 @@ def record_delivery(conn: psycopg.Connection, *, delivery: dict, rows: list[Ledg
                     delivery["gate_result_id"],
                 )
             )
+
+
+def record_statistics_publication(conn: psycopg.Connection, row: dict) -> None:
+    """Insert one ``ledger.statistics_publications`` row (keys: its columns). Call inside the caller's transaction."""
+    conn.execute(
+        """insert into ledger.statistics_publications
+               (publication_id, run_id, table_name, time_period, status, files, sha256, row_count, threshold,
+                protection, cells_primary, cells_secondary, cells_derived_hidden, min_protection_width, audit_ok,
+                failure, target, published_at)
+           values (%(publication_id)s, %(run_id)s, %(table_name)s, %(time_period)s, %(status)s, %(files)s::jsonb,
+                   %(sha256)s::jsonb, %(row_count)s, %(threshold)s, %(protection)s, %(cells_primary)s,
+                   %(cells_secondary)s, %(cells_derived_hidden)s, %(min_protection_width)s, %(audit_ok)s,
+                   %(failure)s, %(target)s, case when %(status)s = 'published' then now() end)""",
+        {**row, "files": json.dumps(row["files"]), "sha256": json.dumps(row["sha256"])},
+    )

@@ -42,7 +42,7 @@ from pupilshare.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 #: Independent truth per recipient: who is in the cohort and who is restricted, from the raw returns.
-TRUTH_LOADERS: dict[str, Callable[[psycopg.Connection, dt.date], pd.DataFrame]] = {"yss": load_yss_truth}
+TRUTH_LOADERS: dict[str, Callable[..., pd.DataFrame]] = {"yss": load_yss_truth}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -63,7 +63,7 @@ def gate_feed(recipient_id: str, *, feed_date: dt.date, run_id: str, settings: S
         ensure_ledger_schema(conn)
         columns, rows = _read_mart(conn, recipient)
         feed = pd.DataFrame.from_records(rows, columns=columns)
-        truth = TRUTH_LOADERS[recipient_id](conn, feed_date)
+        truth = TRUTH_LOADERS[recipient_id](conn, feed_date, persistence=settings.opt_out_persistence)
         result = run_feed_gate(
             feed,
             truth,

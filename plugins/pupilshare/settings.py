@@ -40,6 +40,17 @@ class Settings(BaseSettings):
         description="Whether a parent's opt-out made before 16 stays in force after 16 until the pupil decides.",
     )
     max_inbox_file_bytes: int = Field(default=2 * 1024**3, gt=0, description="Files larger than this are refused.")
+    suppression_threshold: int = Field(
+        default=3,
+        ge=2,
+        description="Published statistics: a count from 1 to threshold - 1 is shown as `c` (SHARING_RULES.md, "
+        "'Disclosure control for statistics'; 3 as in DfE exclusion tables, LAs often use 5 or 10).",
+    )
+    suppression_protection: int | None = Field(
+        default=None,
+        ge=1,
+        description="Minimum width of a hidden count's feasible range in published statistics; unset = the threshold.",
+    )
 
     @field_validator("data_dir")
     @classmethod

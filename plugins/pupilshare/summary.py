@@ -1,4 +1,5 @@
-"""What a run did, read back from the database: rows loaded, gate results, feeds delivered, ledger rows."""
+"""What a run did, read back from the database: rows loaded, gate results, feeds delivered, ledger rows, and the
+statistics published (or refused)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import psycopg
 
 def run_summary(conn: psycopg.Connection, run_ids: list[str]) -> dict[str, Any]:
     """Summarise the latest load batches and the gates and deliveries of the given Airflow run ids."""
-    summary: dict[str, Any] = {"batches": [], "gates": [], "deliveries": []}
+    summary: dict[str, Any] = {"batches": [], "gates": [], "deliveries": [], "statistics": []}
     if _table_exists(conn, "raw.load_batches"):
         summary["batches"] = _rows(
             conn,
@@ -29,6 +30,14 @@ def run_summary(conn: psycopg.Connection, run_ids: list[str]) -> dict[str, Any]:
                       (select count(*) from ledger.disclosures x where x.delivery_id = d.delivery_id)
                           as ledger_rows
                from ledger.deliveries d where d.run_id = any(%s) order by d.delivered_at""",
+            (run_ids,),
+        )
+    if _table_exists(conn, "ledger.statistics_publications"):
+        summary["statistics"] = _rows(
+            conn,
+            """select time_period, table_name, status, files, row_count, threshold, cells_primary, cells_secondary,
+                      audit_ok, failure, target
+               from ledger.statistics_publications where run_id = any(%s) order by recorded_at, table_name""",
             (run_ids,),
         )
     return summary

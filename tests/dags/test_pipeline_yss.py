@@ -1,4 +1,5 @@
-"""End to end through real Airflow runs: a census extract becomes a gated, delivered, recorded YSS feed.
+"""End to end through real Airflow runs: a census extract becomes a gated, delivered, recorded YSS feed (and, as
+`pupilshare run` does, published statistics: tests/dags/test_pipeline_statistics.py checks those).
 
 Also: a leak planted into the built mart makes the gate fail, and then nothing is delivered or recorded.
 """
@@ -23,6 +24,7 @@ pytestmark = [pytest.mark.dags, pytest.mark.integration]
 FEED_DATE = dt.date(2026, 11, 29)
 BIRTHDAY_TODAY = dt.date(2013, 11, 29)  # 13 on the feed date: in
 BIRTHDAY_TOMORROW = dt.date(2013, 11, 30)  # 13 the day after: out
+OPT_OUT_DATE = dt.date(2026, 11, 2)
 YSS = load_policy().recipient("yss")
 
 
@@ -39,10 +41,19 @@ def pipeline():
         "restricted": dataclasses.replace(older[2], yssa="No", sen_provision="K"),
         "full": dataclasses.replace(older[3], yssa="Yes"),
     }
+    under_16 = [pupil for pupil in older[4:] if age_in_years(pupil.dob, OPT_OUT_DATE) < 16]
+    planted["parent_request"] = dataclasses.replace(under_16[0], yssa="Yes")
     replaced = {pupil.upn: pupil for pupil in planted.values()}
     pupils = [replaced.get(pupil.upn, pupil) for pupil in extract.pupils]
     extract = dataclasses.replace(extract, pupils=pupils)
     write_census_extract(extract, settings.inbox_dir / "census" / "autumn_2026")
+    optouts = settings.inbox_dir / "optouts"
+    optouts.mkdir(parents=True, exist_ok=True)
+    (optouts / "optouts_926_2026-11-02.csv").write_text(
+        "upn,scope,action,requested_by,requested_on,channel\n"
+        f"{planted['parent_request'].upn},yss,opt_out,parent,{OPT_OUT_DATE.isoformat()},letter\n",
+        encoding="utf-8",
+    )
 
     from pupilshare.airflow.runner import run_pipeline
 
@@ -61,11 +72,12 @@ def _ledger(settings: Settings, query: str, params: tuple = ()) -> list[tuple]:
         return conn.execute(query, params).fetchall()
 
 
-def test_pipeline__both_runs_succeed(pipeline):
+def test_pipeline__every_run_succeeds(pipeline):
     _, _, _, outcomes = pipeline
     assert [(outcome.dag_id, outcome.state) for outcome in outcomes] == [
         ("pupilshare_ingest", "success"),
         ("pupilshare_publish_yss", "success"),
+        ("pupilshare_publish_statistics", "success"),
     ]
 
 
@@ -100,6 +112,20 @@ def test_pipeline__restricted_pupil_has_only_name_address_and_dob(pipeline):
     assert full["school_urn"] and full["nc_year"] and full["sex"]
 
 
+def test_pipeline__parent_opt_out_request_restricts(pipeline):
+    settings, _, planted, _ = pipeline
+    requested = planted["parent_request"]
+    rows = [
+        row
+        for row in _feed_rows(settings)
+        if (row["forename"], row["surname"], row["date_of_birth"])
+        == (requested.forename, requested.surname, requested.dob.isoformat())
+    ]
+    assert len(rows) == 1
+    assert all(rows[0][field] == "" for field in YSS.further_fields)
+    assert requested.upn not in {row["upn"] for row in _feed_rows(settings)}
+
+
 def test_pipeline__manifest_ledger_and_data_docs(pipeline):
     settings, _, planted, outcomes = pipeline
     folder = settings.outbox_dir / "yss" / FEED_DATE.isoformat()
@@ -110,7 +136,8 @@ def test_pipeline__manifest_ledger_and_data_docs(pipeline):
     ledger = _ledger(settings, "select upn, fields_sent, legal_basis, file_sha256, run_id from ledger.disclosures")
     assert len(ledger) == len(rows), "one ledger row per pupil per delivery"
     assert {entry[3] for entry in ledger} == {manifest["sha256"]}
-    assert {entry[4] for entry in ledger} == {outcomes[1].run_id}
+    yss_run = next(outcome.run_id for outcome in outcomes if outcome.dag_id == "pupilshare_publish_yss")
+    assert {entry[4] for entry in ledger} == {yss_run}
     restricted_fields = next(entry[1] for entry in ledger if entry[0] == planted["restricted"].upn)
     assert set(restricted_fields) <= set(YSS.identity_fields)
     assert (settings.data_docs_dir / "index.html").is_file()

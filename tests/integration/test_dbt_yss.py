@@ -40,7 +40,7 @@ from psycopg import sql
 from pupilshare import PROJECT_ROOT
 from pupilshare.db import DatabaseEndpoints, with_database
 from pupilshare.gates.truth import load_yss_truth
-from pupilshare.ingest.raw_schema import ensure_raw_schema
+from pupilshare.ingest.loaders import ensure_all_raw_tables
 from pupilshare.policy import load_policy
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ _ADDRESSES = [
 
 def load_synthetic_census(conn: psycopg.Connection) -> None:
     """Create the raw schema as the loader does and insert the synthetic census above (all values as text)."""
-    ensure_raw_schema(conn)
+    ensure_all_raw_tables(conn)
     for load_batch_id, status, year, reference_date in _LOAD_BATCHES:
         conn.execute(
             """insert into raw.load_batches

@@ -17,31 +17,12 @@ import psycopg
 import pytest
 
 from pupilshare.gates.truth import TRUTH_COLUMNS, NoCurrentCensusError, load_yss_truth
+from pupilshare.ingest.loaders import ensure_all_raw_tables
 
 pytestmark = pytest.mark.integration
 
 FEED_DATE = dt.date(2026, 3, 1)
 
-_DDL = """
-create schema raw;
-create table raw.load_batches (
-    load_batch_id bigint primary key,
-    return_type text not null,
-    status text not null
-);
-create table raw.census_pupilonroll (
-    _load_batch_id bigint not null references raw.load_batches (load_batch_id),
-    _row_number bigint not null,
-    pupilonrolltableid text,
-    schoolcensustableid text,
-    upn text,
-    surname text,
-    forename text,
-    dob text,
-    enrolstatus text,
-    yssa text
-);
-"""
 BATCHES = [(1, "census", "loaded"), (2, "census", "loaded"), (3, "census", "superseded"), (4, "workforce", "loaded")]
 # (batch, row, upn, dob, enrolstatus, yssa)
 PUPILS = [
@@ -64,13 +45,18 @@ PUPILS = [
 def conn(scratch_db: str):
     """A connection to a fresh scratch database (dropped by the fixture) holding the raw tables."""
     with psycopg.connect(scratch_db) as connection:
-        connection.execute(_DDL)
+        ensure_all_raw_tables(connection)
         yield connection
 
 
 def _load(conn: psycopg.Connection, batches=BATCHES, pupils=PUPILS) -> None:
     with conn.cursor() as cursor:
-        cursor.executemany("insert into raw.load_batches values (%s, %s, %s)", batches)
+        cursor.executemany(
+            """insert into raw.load_batches (load_batch_id, return_type, status, source_name, content_sha256,
+                   reference_date)
+               overriding system value values (%s, %s, %s, 'test', md5(random()::text), '2025-10-02')""",
+            batches,
+        )
         cursor.executemany(
             """insert into raw.census_pupilonroll
                    (_load_batch_id, _row_number, pupilonrolltableid, schoolcensustableid, upn, surname, forename,
@@ -116,9 +102,7 @@ def test_load_yss_truth__ages_cohort_and_restriction(conn):
     }
     restricted = by_upn.index[by_upn["is_restricted"]]
     assert set(restricted) == {"B926000000002", "D926000000004", "E926000000005"}, "A's 'No' was in an older census"
-    assert by_upn.loc["E926000000005", "restriction_reason"] == (
-        "census item yssa = 'No' (load batch 2, pupilonroll row 6)"
-    )
+    assert by_upn.loc["E926000000005", "restriction_reason"] == "census yssa = No (load batch 2, pupilonroll row 6)"
     assert by_upn.loc["A926000000001", "restriction_reason"] is None
 
 
@@ -136,3 +120,25 @@ def test_load_yss_truth__no_loaded_census_is_an_error(conn):
 
     with pytest.raises(NoCurrentCensusError, match="no census batch"):
         load_yss_truth(conn, FEED_DATE)
+
+
+def test_load_yss_truth__opt_out_requests_and_withdrawals_apply(conn):
+    """A parent's request for B (12) restricts; D's own withdrawal on their 16th birthday lifts the census No;
+    a parent's request for A made on A's... (13, valid) and one rejected at load has no effect."""
+    _load(conn)
+    conn.execute(
+        """insert into raw.load_batches (load_batch_id, return_type, status, source_name, content_sha256)
+           overriding system value values (9, 'optouts', 'loaded', 'optouts.csv', 'x')"""
+    )
+    conn.execute(
+        """insert into raw.optout_requests
+               (_load_batch_id, _row_number, _rejected, upn, scope, action, requested_by, requested_on, channel)
+           values (9, 1, false, 'C926000000003', 'all', 'opt_out', 'parent', '2026-01-05', 'letter'),
+                  (9, 2, false, 'D926000000004', 'yss', 'withdraw', 'pupil', '2026-03-01', 'form'),
+                  (9, 3, true, 'A926000000001', 'yss', 'opt_out', 'parent', '2026-01-05', 'letter')"""
+    )
+    truth = load_yss_truth(conn, FEED_DATE).set_index("upn")
+    assert truth.loc["C926000000003", "is_restricted"]
+    assert truth.loc["C926000000003", "restriction_reason"] == "opt-out request 9-1"
+    assert not truth.loc["D926000000004", "is_restricted"]
+    assert not truth.loc["A926000000001", "is_restricted"]

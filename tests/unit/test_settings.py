@@ -37,3 +37,12 @@ def test_ensure_folders__creates_layout(tmp_path):
     settings.ensure_folders()
     for name in ("inbox", "quarantine", "outbox", "staging", "archive", "data_docs", "airflow"):
         assert (tmp_path / "data" / name).is_dir()
+
+
+def test_settings__suppression_threshold_from_environment(monkeypatch):
+    assert Settings().suppression_threshold == 3, "DfE's threshold by default"
+    monkeypatch.setenv("PUPILSHARE_SUPPRESSION_THRESHOLD", "5")
+    assert Settings().suppression_threshold == 5
+    monkeypatch.setenv("PUPILSHARE_SUPPRESSION_THRESHOLD", "1")
+    with pytest.raises(ValidationError, match="suppression_threshold"):
+        Settings()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
 from pupilshare import PROJECT_ROOT
 
@@ -11,6 +11,14 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
 #: dbt's var ``feed_date`` is the run's data-interval end (SHARING_RULES.md, "Dates and ages").
 FEED_DATE_TEMPLATE = "{{ data_interval_end | ds }}"
+
+
+def dbt_vars() -> dict[str, str]:
+    """The dbt vars of every publish build: the feed date (templated per run) and ``opt_out_persistence`` from the
+    setting ``PUPILSHARE_OPT_OUT_PERSISTENCE`` (SHARING_RULES.md, "Who may opt out")."""
+    from pupilshare.settings import load_settings
+
+    return {"feed_date": FEED_DATE_TEMPLATE, "opt_out_persistence": load_settings().opt_out_persistence}
 
 
 def project_config() -> ProjectConfig:
@@ -26,15 +34,28 @@ def profile_config() -> ProfileConfig:
     )
 
 
-def execution_config() -> ExecutionConfig:
-    """dbt runs in the task's process (dbtRunner): no interpreter start-up per model."""
-    return ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER)
+def execution_config(*, only_tests_within_selection: bool = False) -> ExecutionConfig:
+    """dbt runs in the task's process (dbtRunner): no interpreter start-up per model.
+
+    ``only_tests_within_selection``: a model's test task runs only the tests whose models are all selected (dbt's
+    "cautious" indirect selection). Use it with a cautious selector (``dbt_project/selectors.yml``) when the selection
+    is a part of the project that other DAGs build: a relationships test from an unselected model would otherwise run
+    against a table this DAG never builds.
+    """
+    return ExecutionConfig(
+        invocation_mode=InvocationMode.DBT_RUNNER,
+        test_indirect_selection=(
+            TestIndirectSelection.CAUTIOUS if only_tests_within_selection else TestIndirectSelection.EAGER
+        ),
+    )
 
 
-def render_config(select: list[str]) -> RenderConfig:
-    """Render the selected models as one task each, with their dbt tests right after each model."""
+def render_config(select: list[str] | None = None, *, selector: str | None = None) -> RenderConfig:
+    """Render the selected models (a list, or a named selector of ``selectors.yml``) as one task each, with their
+    dbt tests right after each model."""
     return RenderConfig(
-        select=select,
+        select=select or [],
+        selector=selector,
         # dbt recommends running unit tests in development and CI only (they run in the test suite);
         # production runs build models and run their data tests.
         exclude=["resource_type:unit_test"],

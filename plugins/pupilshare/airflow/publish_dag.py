@@ -46,7 +46,7 @@ def build_publish_dag(recipient_id: str) -> DAG:
             profile_config=dbt_config.profile_config(),
             execution_config=dbt_config.execution_config(),
             render_config=dbt_config.render_config([f"+{recipient.mart}"]),
-            operator_args={"vars": {"feed_date": dbt_config.FEED_DATE_TEMPLATE}},
+            operator_args={"vars": dbt_config.dbt_vars()},
         )
 
         @task(retries=0)

@@ -14,7 +14,7 @@ from pupilshare.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PIPELINE_DAG_IDS = ("pupilshare_ingest", "pupilshare_publish_yss")
+PIPELINE_DAG_IDS = ("pupilshare_ingest", "pupilshare_publish_yss", "pupilshare_publish_statistics")
 
 
 class DagImportError(RuntimeError):

@@ -17,6 +17,7 @@ import pandas as pd
 import psycopg
 
 from pupilshare.dates import age_in_years, parse_census_date
+from pupilshare.optouts import CensusRefusal, OptOutRequest, Persistence, resolve_opt_outs
 from pupilshare.policy import load_policy
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ from raw.census_pupilonroll
 where _load_batch_id = %s
 order by _row_number
 """
+_REFERENCE_DATE_SQL = "select reference_date from raw.load_batches where load_batch_id = %s"
+_REQUESTS_SQL = """
+select _load_batch_id, _row_number, _rejected, upn, scope, action, requested_by, requested_on
+from raw.optout_requests
+"""
 #: The census item ``yssa`` (Youth Support Services agreement) value that restricts like an opt-out.
 _YSSA_RESTRICTS = "no"
 
@@ -54,7 +60,9 @@ class RawPupilRow:
     row_number: int
 
 
-def load_yss_truth(conn: psycopg.Connection, feed_date: dt.date) -> pd.DataFrame:
+def load_yss_truth(
+    conn: psycopg.Connection, feed_date: dt.date, *, persistence: Persistence = "persist"
+) -> pd.DataFrame:
     """Who should be in the Youth Support Services feed on ``feed_date``, from the current census in ``raw``.
 
     Grain: one row per UPN on roll in the current census batch (the highest ``load_batch_id`` of a census batch
@@ -74,7 +82,74 @@ def load_yss_truth(conn: psycopg.Connection, feed_date: dt.date) -> pd.DataFrame
     min_age_years = load_policy().recipient("yss").cohort.min_age_years
     if min_age_years is None:
         raise ValueError("the yss policy has no cohort.min_age_years; the truth cannot say who is in the cohort")
-    return build_yss_truth(rows, feed_date=feed_date, min_age_years=min_age_years, load_batch_id=load_batch_id)
+    truth = build_yss_truth(rows, feed_date=feed_date, min_age_years=min_age_years, load_batch_id=load_batch_id)
+    reference_date = conn.execute(_REFERENCE_DATE_SQL, (load_batch_id,)).fetchone()[0]
+    return apply_opt_out_requests(
+        truth,
+        rows,
+        _read_requests(conn),
+        feed_date=feed_date,
+        reference_date=reference_date,
+        load_batch_id=load_batch_id,
+        persistence=persistence,
+    )
+
+
+def apply_opt_out_requests(
+    truth: pd.DataFrame,
+    rows: list[RawPupilRow],
+    requests: list[OptOutRequest],
+    *,
+    feed_date: dt.date,
+    reference_date: dt.date | None,
+    load_batch_id: int,
+    persistence: Persistence,
+) -> pd.DataFrame:
+    """Replace the census-only restriction with the full opt-out rules (requests, withdrawals, census yssa)."""
+    dobs = dict(zip(truth["upn"], truth["date_of_birth"], strict=True))
+    refusals: dict[str, CensusRefusal] = {}
+    if reference_date is not None:
+        for row in rows:
+            upn = (row.upn or "").strip().upper()
+            if upn and (row.yssa or "").strip().lower() == _YSSA_RESTRICTS and upn not in refusals:
+                refusals[upn] = CensusRefusal(upn, reference_date, load_batch_id, row.row_number)
+    states = resolve_opt_outs(
+        requests, refusals.values(), dates_of_birth=dobs, feed_date=feed_date, persistence=persistence
+    )
+    truth = truth.copy()
+    truth["is_restricted"] = [states[(upn, "yss")].is_opted_out for upn in truth["upn"]]
+    reasons = [states[(upn, "yss")].cause if states[(upn, "yss")].is_opted_out else None for upn in truth["upn"]]
+    truth["restriction_reason"] = pd.Series(reasons, index=truth.index, dtype="object")
+    return truth
+
+
+def _read_requests(conn: psycopg.Connection) -> list[OptOutRequest]:
+    """Every opt-out request line in raw (none when no opt-out return was ever loaded)."""
+    if not conn.execute("select to_regclass('raw.optout_requests') is not null").fetchone()[0]:
+        return []
+    requests = []
+    for batch, row_number, rejected, upn, scope, action, by, requested_on in conn.execute(_REQUESTS_SQL):
+        requests.append(
+            OptOutRequest(
+                request_id=f"{batch}-{row_number}",
+                upn=(upn or "").strip().upper(),
+                scope=(scope or "").strip().lower(),
+                action=(action or "").strip().lower(),
+                requested_by=(by or "").strip().lower(),
+                requested_on=_iso_date(requested_on),
+                load_batch_id=batch,
+                row_number=row_number,
+                rejected_at_load=bool(rejected),
+            )
+        )
+    return requests
+
+
+def _iso_date(text: str | None) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat((text or "").strip())
+    except ValueError:
+        return None
 
 
 def build_yss_truth(

@@ -1,8 +1,12 @@
-"""Synthetic School Census LA extract: a fictional Norfolk-like county's autumn census, written as the LA receives it.
+"""Synthetic School Census LA extract: a fictional Norfolk-like county's census of any term, as the LA receives it.
 
-:func:`build_census_extract` makes schools and pupils in memory; :func:`write_census_extract` writes the four tables
-every extract must hold (``schoolcensus``, ``school``, ``pupilonroll``, ``addressesonroll``) as CSVs whose headers
-are exactly the schema's columns (:mod:`pupilshare.reference`). Everything is drawn from one ``random.Random(seed)``
+:func:`build_census_extract` makes schools and pupils in memory; :func:`write_census_extract` writes them, and
+:func:`generate_census_extract` makes and writes school by school (streaming: memory does not grow with the county).
+Tables written, each a CSV whose header is exactly the term's schema columns (:mod:`pupilshare.reference`):
+``schoolcensus``, ``school``, ``pupilonroll``, ``pupilnolongeronroll``, the address table (``addressesonroll`` in
+Autumn, ``addresses`` in Spring and Summer), FSM periods (``fsmperiodsonroll`` / ``fsmperiod``), ``senneeds``
+(Spring), ``termlyexclusionsonroll`` and ``termlysessiondetailsonroll``. Detail beyond the core roll comes from
+:mod:`pupilshare.generate.census_extras`. Everything is drawn from one ``random.Random(seed)``
 and a Faker seeded with the same seed, so the same arguments give byte-identical files (for one Faker version: its
 name lists can change between releases).
 
@@ -14,11 +18,12 @@ from __future__ import annotations
 
 import bisect
 import csv
+import dataclasses
 import datetime as dt
 import itertools
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -28,6 +33,13 @@ from stdnum.exceptions import ValidationError
 from stdnum.gb import upn as upn_check
 
 from pupilshare.dates import age_in_years
+from pupilshare.generate.census_extras import (
+    TERM_CODES,
+    Exclusion,
+    PupilDetail,
+    census_reference_date,
+    term_of,
+)
 from pupilshare.generate.names import BOYS_NAMES, GIRLS_NAMES
 from pupilshare.generate.norfolk import (
     HOUSE_NAMES,
@@ -38,10 +50,21 @@ from pupilshare.generate.norfolk import (
     WHOLE_STREETS,
     PostcodeDistrict,
 )
-from pupilshare.reference import census_codes, census_columns
+from pupilshare.reference import CensusTerm, census_codes, census_columns
 
-#: The tables an extract holds, in the order they are written.
+#: The tables an Autumn extract must hold (the loader's minimum).
 CENSUS_TABLES = ("schoolcensus", "school", "pupilonroll", "addressesonroll")
+#: Every table the generator writes, per term, in the order they are written.
+TERM_TABLES: dict[str, tuple[str, ...]] = {
+    "Autumn": ("schoolcensus", "school", "pupilonroll", "addressesonroll", "fsmperiodsonroll",
+               "termlyexclusionsonroll", "termlysessiondetailsonroll", "pupilnolongeronroll"),
+    "Spring": ("schoolcensus", "school", "pupilonroll", "addresses", "fsmperiod", "senneeds",
+               "termlyexclusionsonroll", "termlysessiondetailsonroll", "pupilnolongeronroll"),
+    "Summer": ("schoolcensus", "school", "pupilonroll", "addresses", "fsmperiod",
+               "termlyexclusionsonroll", "termlysessiondetailsonroll", "pupilnolongeronroll"),
+}  # fmt: skip
+#: Named sizes: ``small`` for demos and tests, ``county`` a Norfolk-sized LA (about 420 schools, 130,000 pupils).
+PRESETS = {"small": (20, 3000), "county": (420, 130_000)}
 #: ``ncyearactual`` codes from Reception to Year 13; the index is the number of years after Reception.
 NC_YEARS = ("R", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13")
 TERM = "AUT"
@@ -56,6 +79,7 @@ _JOINS_HOUSEHOLD = 0.3  # chance a new pupil is a sibling of one already made in
 _IN_YEAR_ADMISSION = 0.1  # joined the school later than the start of its first year
 _UPRN_BASE = 100_090_000_000
 _UPRN_STEP = 17
+_LEAVER_SHARE = 0.02  # pupils who left since the last census, as a share of those on roll
 # (code, weight) lists; every code is checked against the schema's code list before anything is built.
 _GOVERNANCE = {
     "PS": (("CA", 0.55), ("CO", 0.20), ("VC", 0.17), ("VA", 0.05), ("FO", 0.03)),
@@ -149,6 +173,12 @@ class Pupil:
     sessions_possible: int | None = None
     sessions_authorised: int | None = None
     sessions_unauthorised: int | None = None
+    absence_reasons: tuple[tuple[str, int], ...] = ()
+    fsm_periods: tuple[tuple[dt.date, dt.date | None], ...] = ()
+    sen_need: str = ""
+    ethnicity: str = ""
+    exclusions: tuple[Exclusion, ...] = ()
+    leaving_date: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +191,7 @@ class CensusExtract:
     year: int
     schools: list[School]
     pupils: list[Pupil]
+    leavers: list[Pupil] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -191,66 +222,154 @@ class _Household:
 
 
 def build_census_extract(
-    *, schools: int, pupils: int, seed: int, la_code: str = "926", reference_date: dt.date = dt.date(2026, 10, 1)
+    *,
+    schools: int,
+    pupils: int,
+    seed: int,
+    la_code: str = "926",
+    reference_date: dt.date | None = None,
+    term: CensusTerm | None = None,
 ) -> CensusExtract:
-    """Make an autumn census extract of ``schools`` schools (about 85% primary) and ``pupils`` pupils.
+    """Make a census extract of ``schools`` schools (about 85% primary) and ``pupils`` pupils, in memory.
 
-    Grain: one :class:`School` per school, one :class:`Pupil` per pupil on roll (ordered by school, NC year, name).
-    Raises :class:`CensusGeneratorError` for an ``la_code`` that UPNs or the schema do not accept.
+    ``term`` (default Autumn) and ``reference_date`` (default that term's census day in 2026/27) may be given
+    alone or together. Grain: one :class:`School` per school, one :class:`Pupil` per pupil on roll (ordered by
+    school, NC year, name), one per leaver in ``leavers``. Raises :class:`CensusGeneratorError` for an ``la_code``
+    that UPNs or the schema do not accept.
     """
-    _check_request(schools, pupils, la_code)
-    rng = random.Random(seed)  # noqa: S311 - reproducible synthetic data, not security
-    pools = _build_name_pools(seed)
-    plans = _plan_schools(rng, pools, schools)
-    population = _Population(rng, pools, la_code, reference_date, plans)
-    pupil_list: list[Pupil] = []
-    for plan, count in zip(plans, _share(pupils, [plan.weight for plan in plans]), strict=True):
-        made = [population.make_pupil(plan) for _ in range(count)]
-        made.sort(key=lambda pupil: (NC_YEARS.index(pupil.nc_year), pupil.surname, pupil.forename, pupil.upn))
-        pupil_list += made
+    plan = _ExtractPlan.make(schools, pupils, seed, la_code, reference_date, term)
+    on_roll = [pupil for made in plan.pupils_by_school() for pupil in made]
     return CensusExtract(
         la_code=la_code,
-        reference_date=reference_date,
-        term=TERM,
-        year=reference_date.year,
-        schools=[plan.school for plan in plans],
-        pupils=pupil_list,
+        reference_date=plan.reference_date,
+        term=TERM_CODES[plan.term],
+        year=plan.reference_date.year,
+        schools=[school_plan.school for school_plan in plan.plans],
+        pupils=on_roll,
+        leavers=list(plan.leavers()),
     )
 
 
 def write_census_extract(extract: CensusExtract, out_dir: Path) -> dict[str, int]:
     """Write ``extract`` as ``<table>.csv`` files in ``out_dir`` (created if missing); returns rows per table.
 
-    Grain: ``schoolcensus`` and ``school`` one row per school, ``pupilonroll`` and ``addressesonroll`` one row per
-    pupil. Headers hold every Autumn schema column of the table in schema order; columns not generated are blank.
+    Grain: ``schoolcensus`` and ``school`` one row per school, ``pupilonroll`` and the address table one row per
+    pupil, the other tables one row per period, need, exclusion or absence reason. Headers hold every schema column
+    of the table for the extract's term, in schema order; columns not generated are blank.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    census_ids = {school.urn: str(number) for number, school in enumerate(extract.schools, 1)}
-    if len(census_ids) != len(extract.schools):
-        raise CensusGeneratorError("two schools share a URN: each school makes exactly one census return")
-    rows = {
-        "schoolcensus": _schoolcensus_rows(extract),
-        "school": _school_rows(extract),
-        "pupilonroll": _pupil_rows(extract, census_ids),
-        "addressesonroll": _address_rows(extract, census_ids),
-    }
-    return {table: _write_table(out_dir, table, rows[table]) for table in CENSUS_TABLES}
+    term = next((name for name, code in TERM_CODES.items() if code == extract.term), None)
+    if term is None:
+        raise CensusGeneratorError(f"term {extract.term!r} is not AUT, SPR or SUM")
+    with _ExtractWriter(out_dir, extract, term) as writer:
+        for pupil in extract.pupils:
+            writer.write_pupil(pupil)
+        for leaver in extract.leavers:
+            writer.write_leaver(leaver)
+    return writer.counts
 
 
 def generate_census_extract(
     out_dir: Path,
     *,
-    schools: int = 20,
-    pupils: int = 3000,
+    schools: int | None = None,
+    pupils: int | None = None,
     seed: int = 1,
     la_code: str = "926",
-    reference_date: dt.date = dt.date(2026, 10, 1),
+    reference_date: dt.date | None = None,
+    term: CensusTerm | None = None,
+    preset: str | None = None,
 ) -> dict[str, int]:
-    """Build a synthetic extract and write it to ``out_dir``; returns rows written per table."""
-    extract = build_census_extract(
-        schools=schools, pupils=pupils, seed=seed, la_code=la_code, reference_date=reference_date
+    """Make a synthetic extract and stream it into ``out_dir`` school by school; returns rows written per table.
+
+    ``preset`` (``small`` or ``county``) gives the schools and pupils unless they are given; with neither, ``small``.
+    """
+    if preset is not None and preset not in PRESETS:
+        raise CensusGeneratorError(f"preset {preset!r} is not one of {', '.join(PRESETS)}")
+    default_schools, default_pupils = PRESETS[preset or "small"]
+    plan = _ExtractPlan.make(
+        schools or default_schools, default_pupils if pupils is None else pupils, seed, la_code, reference_date, term
     )
-    return write_census_extract(extract, out_dir)
+    header = CensusExtract(
+        la_code=la_code,
+        reference_date=plan.reference_date,
+        term=TERM_CODES[plan.term],
+        year=plan.reference_date.year,
+        schools=[school_plan.school for school_plan in plan.plans],
+        pupils=[],
+    )
+    with _ExtractWriter(out_dir, header, plan.term) as writer:
+        for made in plan.pupils_by_school():
+            for pupil in made:
+                writer.write_pupil(pupil)
+        for leaver in plan.leavers():
+            writer.write_leaver(leaver)
+    return writer.counts
+
+
+def generate_census_year(out_dir: Path, *, academic_year: int = 2026, **options: object) -> dict[str, dict[str, int]]:
+    """Write the Autumn, Spring and Summer extracts of one academic year into ``out_dir/<term>_<year>/``."""
+    written = {}
+    for term in ("Autumn", "Spring", "Summer"):
+        reference_date = census_reference_date(term, academic_year)
+        folder = out_dir / f"{term.lower()}_{reference_date.year}"
+        written[term] = generate_census_extract(folder, term=term, reference_date=reference_date, **options)
+    return written
+
+
+@dataclass
+class _ExtractPlan:
+    """Schools planned and the population that makes pupils; pupils are made one school at a time."""
+
+    seed: int
+    term: CensusTerm
+    reference_date: dt.date
+    plans: list[_SchoolPlan]
+    counts: list[int]
+    population: _Population
+    detail: PupilDetail
+
+    @classmethod
+    def make(cls, schools, pupils, seed, la_code, reference_date, term) -> _ExtractPlan:
+        _check_request(schools, pupils, la_code)
+        if reference_date is None:
+            reference_date = census_reference_date(term or "Autumn", 2026)
+        term = term or term_of(reference_date)
+        rng = random.Random(seed)  # noqa: S311 - reproducible synthetic data, not security
+        pools = _build_name_pools(seed)
+        plans = _plan_schools(rng, pools, schools)
+        population = _Population(rng, pools, la_code, reference_date, plans)
+        counts = _share(pupils, [plan.weight for plan in plans])
+        return cls(seed, term, reference_date, plans, counts, population, PupilDetail(seed, reference_date))
+
+    def pupils_by_school(self) -> Iterator[list[Pupil]]:
+        for plan, count in zip(self.plans, self.counts, strict=True):
+            made = [self.population.make_pupil(plan) for _ in range(count)]
+            made.sort(key=lambda pupil: (NC_YEARS.index(pupil.nc_year), pupil.surname, pupil.forename, pupil.upn))
+            yield [self._with_detail(pupil) for pupil in made]
+
+    def leavers(self) -> Iterator[Pupil]:
+        """About 2% of each school's roll left since the last census (made after everyone on roll)."""
+        rng = self.detail.rng
+        for plan, count in zip(self.plans, self.counts, strict=True):
+            for _ in range(round(count * _LEAVER_SHARE)):
+                pupil = self.population.make_pupil(plan)
+                span = max((self.reference_date - pupil.entry_date).days, 1)
+                leaving = pupil.entry_date + dt.timedelta(days=min(span, 120) - rng.randrange(min(span, 120)))
+                yield dataclasses.replace(pupil, leaving_date=min(leaving, self.reference_date), yssa="")
+
+    def _with_detail(self, pupil: Pupil) -> Pupil:
+        detail = self.detail
+        authorised, unauthorised, reasons = detail.absence(pupil.sessions_possible)
+        return dataclasses.replace(
+            pupil,
+            sessions_authorised=authorised,
+            sessions_unauthorised=unauthorised,
+            absence_reasons=reasons,
+            fsm_periods=detail.fsm_periods(pupil.dob, pupil.entry_date),
+            sen_need=detail.sen_need(pupil.sen_provision) if self.term == "Spring" else "",
+            ethnicity=detail.ethnicity() if self.term == "Spring" else "",
+            exclusions=detail.exclusions(pupil.nc_year),
+        )
 
 
 def academic_year_start(on_date: dt.date) -> int:
@@ -630,20 +749,85 @@ class _Population:
 # --- writing --------------------------------------------------------------------------------------------------------
 
 
-def _write_table(out_dir: Path, table: str, rows: Iterable[dict[str, str]]) -> int:
-    """Stream rows into ``<table>.csv`` under the schema's full header; returns the number of data rows."""
-    columns = list(census_columns(table, "Autumn"))
-    known = set(columns)
-    count = 0
-    with (out_dir / f"{table}.csv").open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-        writer.writerow(columns)
-        for row in rows:
-            if count == 0 and not row.keys() <= known:
-                raise CensusGeneratorError(f"{table} row has columns the schema lacks: {sorted(row.keys() - known)}")
-            writer.writerow([row.get(column, "") for column in columns])
-            count += 1
-    return count
+class _ExtractWriter:
+    """Open CSV writers for every table of a term; pupils are written one at a time (rows of all their tables)."""
+
+    def __init__(self, out_dir: Path, extract: CensusExtract, term: CensusTerm) -> None:
+        self.out_dir = out_dir
+        self.extract = extract
+        self.term = term
+        self.tables = TERM_TABLES[term]
+        self.address_table = "addressesonroll" if term == "Autumn" else "addresses"
+        self.fsm_table = "fsmperiodsonroll" if term == "Autumn" else "fsmperiod"
+        self.census_ids = {school.urn: str(number) for number, school in enumerate(extract.schools, 1)}
+        if len(self.census_ids) != len(extract.schools):
+            raise CensusGeneratorError("two schools share a URN: each school makes exactly one census return")
+        self.counts = dict.fromkeys(self.tables, 0)
+        self._handles: list = []
+        self._writers: dict[str, tuple[object, list[str]]] = {}
+
+    def __enter__(self) -> _ExtractWriter:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for table in self.tables:
+            columns = list(census_columns(table, self.term))
+            handle = (self.out_dir / f"{table}.csv").open("w", encoding="utf-8", newline="")
+            self._handles.append(handle)
+            writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+            writer.writerow(columns)
+            self._writers[table] = (writer, columns)
+        for row in _schoolcensus_rows(self.extract):
+            self._write("schoolcensus", row)
+        for row in _school_rows(self.extract):
+            self._write("school", row)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for handle in self._handles:
+            handle.close()
+
+    def _write(self, table: str, row: dict[str, str]) -> str:
+        """Write one row (its bookkeeping ids added); returns its table id."""
+        writer, columns = self._writers[table]
+        number = self.counts[table] = self.counts[table] + 1
+        row = _ids(table, number, row.pop("sourceid", "")) | row
+        if number == 1 and not row.keys() <= set(columns):
+            raise CensusGeneratorError(f"{table} row has columns the schema lacks: {sorted(row.keys() - set(columns))}")
+        writer.writerow([row.get(column, "") for column in columns])
+        return str(number)
+
+    def _census_id(self, pupil: Pupil) -> str:
+        if pupil.school_urn not in self.census_ids:
+            raise CensusGeneratorError(
+                f"pupil {pupil.upn} is on the roll of URN {pupil.school_urn}, not in the extract"
+            )
+        return self.census_ids[pupil.school_urn]
+
+    def write_pupil(self, pupil: Pupil) -> None:
+        census_id = self._census_id(pupil)
+        pupil_id = self._write("pupilonroll", _pupil_row(pupil, census_id, self.term))
+        link = {"sourceid": census_id, "pupilonrolltableid": pupil_id}
+        self._write(self.address_table, dict(link) | _address_row(pupil.address))
+        for start, end in pupil.fsm_periods:
+            self._write(self.fsm_table, dict(link) | {"fsmstartdate": format_census_date(start),
+                        "fsmenddate": "" if end is None else format_census_date(end), "ukcountry": "ENG"})  # fmt: skip
+        if pupil.sen_need and "senneeds" in self._writers:
+            self._write("senneeds", dict(link) | {"sentyperank": "1", "sentype": pupil.sen_need})
+        for exclusion in pupil.exclusions:
+            reason = {"reason": exclusion.reason} if self.term == "Autumn" else {"reason1": exclusion.reason}
+            self._write("termlyexclusionsonroll", dict(link) | reason | {
+                "startdate": format_census_date(exclusion.start_date), "category": exclusion.category,
+                "sessions": str(exclusion.sessions) if exclusion.category == "SUSP" else "",
+                "senprovision": pupil.sen_provision})  # fmt: skip
+        for code, sessions in pupil.absence_reasons:
+            self._write(
+                "termlysessiondetailsonroll", dict(link) | {"sessions": str(sessions), "attendancereason": code}
+            )
+
+    def write_leaver(self, pupil: Pupil) -> None:
+        row = _pupil_row(pupil, self._census_id(pupil), self.term)
+        row["leavingdate"] = format_census_date(pupil.leaving_date or self.extract.reference_date)
+        columns = set(self._writers["pupilnolongeronroll"][1])
+        self._write("pupilnolongeronroll", {key: value for key, value in row.items() if key in columns})
 
 
 def _ids(table: str, number: int, source: str) -> dict[str, str]:
@@ -656,7 +840,8 @@ def _schoolcensus_rows(extract: CensusExtract) -> Iterator[dict[str, str]]:
     for number, school in enumerate(extract.schools, 1):
         created = dt.datetime.combine(extract.reference_date, dt.time(8 + school.urn % 9, school.urn * 7 % 60))
         created += dt.timedelta(days=school.urn % 5, seconds=school.urn * 13 % 60)
-        yield _ids("schoolcensus", number, str(number)) | {
+        yield {
+            "sourceid": str(number),
             "name": "School Census",
             "collection": "SC",
             "term": extract.term,
@@ -674,7 +859,8 @@ def _schoolcensus_rows(extract: CensusExtract) -> Iterator[dict[str, str]]:
 
 def _school_rows(extract: CensusExtract) -> Iterator[dict[str, str]]:
     for number, school in enumerate(extract.schools, 1):
-        yield _ids("school", number, str(number)) | {
+        yield {
+            "sourceid": str(number),
             "schoolcensustableid": str(number),
             "schoolname": school.name,
             "intake": school.intake,
@@ -686,51 +872,44 @@ def _school_rows(extract: CensusExtract) -> Iterator[dict[str, str]]:
         }
 
 
-def _census_id(census_ids: dict[int, str], pupil: Pupil) -> str:
-    if pupil.school_urn not in census_ids:
-        raise CensusGeneratorError(f"pupil {pupil.upn} is on the roll of URN {pupil.school_urn}, not in the extract")
-    return census_ids[pupil.school_urn]
+def _pupil_row(pupil: Pupil, census_id: str, term: CensusTerm) -> dict[str, str]:
+    row = {
+        "sourceid": census_id,
+        "schoolcensustableid": census_id,
+        "upn": pupil.upn,
+        "surname": pupil.surname,
+        "forename": pupil.forename,
+        "middlenames": pupil.middlenames,
+        "preferredsurname": pupil.surname,
+        "dob": format_census_date(pupil.dob),
+        "entrydate": format_census_date(pupil.entry_date),
+        "termlysessionspossible": _text(pupil.sessions_possible),
+        "termlysessionsauthorised": _text(pupil.sessions_authorised),
+        "termlysessionsunauthorised": _text(pupil.sessions_unauthorised),
+        "sex": pupil.sex,
+        "yssa": pupil.yssa,
+        "language": pupil.language,
+        "enrolstatus": pupil.enrol_status,
+        "senprovision": pupil.sen_provision,
+        "ncyearactual": pupil.nc_year,
+    }
+    if term == "Spring":
+        row["ethnicity"] = pupil.ethnicity
+    return row
 
 
-def _pupil_rows(extract: CensusExtract, census_ids: dict[int, str]) -> Iterator[dict[str, str]]:
-    for number, pupil in enumerate(extract.pupils, 1):
-        census_id = _census_id(census_ids, pupil)
-        yield _ids("pupilonroll", number, census_id) | {
-            "schoolcensustableid": census_id,
-            "upn": pupil.upn,
-            "surname": pupil.surname,
-            "forename": pupil.forename,
-            "middlenames": pupil.middlenames,
-            "preferredsurname": pupil.surname,
-            "dob": format_census_date(pupil.dob),
-            "entrydate": format_census_date(pupil.entry_date),
-            "termlysessionspossible": _text(pupil.sessions_possible),
-            "termlysessionsauthorised": _text(pupil.sessions_authorised),
-            "termlysessionsunauthorised": _text(pupil.sessions_unauthorised),
-            "sex": pupil.sex,
-            "yssa": pupil.yssa,
-            "language": pupil.language,
-            "enrolstatus": pupil.enrol_status,
-            "senprovision": pupil.sen_provision,
-            "ncyearactual": pupil.nc_year,
-        }
-
-
-def _address_rows(extract: CensusExtract, census_ids: dict[int, str]) -> Iterator[dict[str, str]]:
-    for number, pupil in enumerate(extract.pupils, 1):
-        address = pupil.address
-        yield _ids("addressesonroll", number, _census_id(census_ids, pupil)) | {
-            "pupilonrolltableid": str(number),
-            "uniquepropertyreferencenumber": str(address.uprn),
-            "postcode": address.postcode,
-            "saon": address.saon,
-            "paon": address.paon,
-            "street": address.street,
-            "locality": address.locality,
-            "town": address.town,
-            "administrativearea": "Norfolk",
-            "posttown": address.post_town,
-        }
+def _address_row(address: Address) -> dict[str, str]:
+    return {
+        "uniquepropertyreferencenumber": str(address.uprn),
+        "postcode": address.postcode,
+        "saon": address.saon,
+        "paon": address.paon,
+        "street": address.street,
+        "locality": address.locality,
+        "town": address.town,
+        "administrativearea": "Norfolk",
+        "posttown": address.post_town,
+    }
 
 
 def _text(value: int | None) -> str:

@@ -1,7 +1,17 @@
-"""Load School Census LA extracts (a folder of CSVs named after the census tables) into ``raw``.
+"""Load School Census LA extracts (a folder or a .zip of CSVs named after the census tables) into ``raw``.
 
-An extract is a folder ``inbox/census/<name>/`` holding ``<table>.csv`` files. It loads in one transaction under one
-load batch; a later extract for the same census term and year supersedes the earlier one (history kept).
+An extract is ``inbox/census/<name>/`` holding ``<table>.csv`` files, or ``inbox/census/<name>.zip`` holding the
+same files at its top level. The term comes from ``schoolcensus.term`` (``AUT``, ``SPR``, ``SUM``); which tables are
+required and which columns exist follow the census schema of that term.
+
+One extract loads in one transaction under one load batch: file-level checks first (nothing loads if one fails),
+then COPY of every file (zip members are streamed, never extracted to disk), then the row-level rules of
+:mod:`pupilshare.ingest.census_rules` (errors reject rows, queries flag them).
+
+Supersession: an LA extract covers many schools and a resubmission may cover one. Each school return is keyed by
+(``laestab`` = LA number and establishment number, term, year). The return from the latest batch that holds a key
+is current; the view ``raw.current_census_returns`` lists the current (batch, school) pairs, history stays in
+``raw.census_school_returns``. A batch none of whose returns is current any more gets status ``superseded``.
 """
 
 from __future__ import annotations
@@ -10,230 +20,385 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import json
 import logging
 import re
-from dataclasses import dataclass
+import stat
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import psycopg
 from psycopg import sql
 
 from pupilshare.findings import Finding
+from pupilshare.ingest.census_rules import CensusBatch, validate_census_batch
 from pupilshare.ingest.inbox import ReturnRejectedError, register_return
-from pupilshare.ingest.raw_schema import (
-    RAW_SCHEMA,
-    census_raw_columns,
-    census_required_columns,
-    raw_table_name,
-)
+from pupilshare.ingest.raw_schema import RAW_SCHEMA, census_raw_columns, raw_table_name
+from pupilshare.reference import CensusTerm, census_columns, census_tables
 
 log = logging.getLogger(__name__)
 
 RETURN_TYPE = "census"
-REQUIRED_TABLES = ("school", "schoolcensus", "pupilonroll", "addressesonroll")
+#: ``schoolcensus.term`` code -> the schema's term.
+TERM_CODES: dict[str, CensusTerm] = {"AUT": "Autumn", "SPR": "Spring", "SUM": "Summer"}
+#: Tables every extract of a term must hold.
+REQUIRED_TABLES: dict[CensusTerm, tuple[str, ...]] = {
+    "Autumn": ("school", "schoolcensus", "pupilonroll", "addressesonroll"),
+    "Spring": ("school", "schoolcensus", "pupilonroll", "addresses"),
+    "Summer": ("school", "schoolcensus", "pupilonroll", "addresses"),
+}
+#: Zip limits: the sum of uncompressed member sizes, and the uncompressed/compressed ratio of any one member.
+#: CSVs with many blank columns compress about 10-40 times; a zip bomb compresses hundreds or thousands of times.
+MAX_EXTRACT_BYTES = 8 * 1024**3
+MAX_COMPRESSION_RATIO = 200
 _COPY_CHUNK = 1 << 20
+_MEMBER_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}\.csv$", re.IGNORECASE)
+_BOM = b"\xef\xbb\xbf"
+
+
+class _DuplicateContentError(Exception):
+    """The extract's content was loaded before: roll back and report a duplicate."""
+
+
+@dataclass
+class _Member:
+    """One ``<table>.csv`` of an extract, from a folder or a zip; ``open`` gives a binary stream."""
+
+    table: str
+    name: str
+    open: Callable[[], IO[bytes]]
+    columns: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
-class _CensusFile:
-    table: str
-    path: Path
-    columns: tuple[str, ...]
+class _Header:
+    term: CensusTerm
+    year: int
+    reference_date: dt.date
+    returns: list[tuple[str, str]]  # (schoolcensustableid, laestab)
 
 
-def load_census_extract(conn: psycopg.Connection, extract: Path, *, max_file_bytes: int = 2 * 1024**3) -> dict | None:
-    """Load one extract folder in a single transaction.
+def load_census_extract(
+    conn: psycopg.Connection,
+    extract: Path,
+    *,
+    max_file_bytes: int = 2 * 1024**3,
+    max_extract_bytes: int = MAX_EXTRACT_BYTES,
+    max_compression_ratio: float = MAX_COMPRESSION_RATIO,
+) -> dict | None:
+    """Load one extract (folder or .zip) in a single transaction, validating its rows.
 
-    Returns ``{"source", "load_batch_id", "rows": {table: n}}``, or None when the same content was loaded before.
-    Raises :class:`ReturnRejectedError` with findings when a file-level check or the COPY itself fails; the
-    transaction is then rolled back and nothing from the extract remains.
+    Returns ``{"source", "load_batch_id", "rows": {table: n}, "term", "findings": {"error": n, "query": n}}``, or
+    None when the same content was loaded before. Raises :class:`ReturnRejectedError` with findings when a
+    file-level check or the COPY itself fails; the transaction is then rolled back and nothing remains.
     """
-    if not extract.is_dir():
-        raise ReturnRejectedError(
-            [
-                Finding(
-                    extract.name,
-                    "FILE-NOT-AN-EXTRACT",
-                    "error",
-                    "inbox/census holds one folder per census extract, each with <table>.csv files; "
-                    "put loose files in a folder",
-                )
-            ]
+    with _open_extract(extract, max_file_bytes, max_extract_bytes, max_compression_ratio) as members:
+        header = _census_header(extract, members)
+        _check_members(extract, members, header.term)
+        try:
+            with conn.transaction():
+                result = _load(conn, extract, members, header)
+        except _DuplicateContentError:
+            return None
+        except psycopg.Error as error:
+            raise ReturnRejectedError([_copy_finding(extract, error)]) from error
+    log.info("loaded census extract %s as batch %s: %s", extract.name, result["load_batch_id"], result["rows"])
+    return {"source": extract.name, **result}
+
+
+def _load(conn: psycopg.Connection, extract: Path, members: list[_Member], header: _Header) -> dict:
+    conn.execute("select pg_advisory_xact_lock(hashtext('pupilshare.ingest.census'))")
+    batch_id = _register_batch(conn, extract.name, header)
+    digest = hashlib.sha256()
+    rows = {member.table: _copy_member(conn, member, digest) for member in sorted(members, key=lambda m: m.table)}
+    content_sha256 = digest.hexdigest()
+    if _already_loaded(conn, content_sha256):
+        raise _DuplicateContentError
+    conn.execute(
+        "update raw.load_batches set row_counts = %s::jsonb, content_sha256 = %s where load_batch_id = %s",
+        (json.dumps(rows, sort_keys=True), content_sha256, batch_id),
+    )
+    _record_school_returns(conn, batch_id, header)
+    for table in rows:  # fresh statistics so the rules' anti-joins plan as hash joins, not nested loops
+        conn.execute(sql.SQL("analyze {}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(raw_table_name(table))))
+    files = {member.table: f"{extract.name}/{member.name}" for member in members}
+    findings = validate_census_batch(conn, CensusBatch(batch_id, header.term, header.reference_date, files))
+    _supersede_earlier(conn, batch_id)
+    return {"load_batch_id": batch_id, "rows": rows, "term": header.term, "findings": findings}
+
+
+# --- opening folders and zips ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _open_extract(
+    extract: Path, max_file_bytes: int, max_extract_bytes: int, max_ratio: float
+) -> Iterator[list[_Member]]:
+    if extract.is_dir() and not extract.is_symlink():
+        yield _folder_members(extract, max_file_bytes)
+    elif extract.is_file() and extract.suffix.lower() == ".zip":
+        try:
+            archive = zipfile.ZipFile(extract)
+        except (zipfile.BadZipFile, OSError) as error:
+            raise _rejected(extract.name, "FILE-NOT-A-ZIP", f"the .zip cannot be opened ({error})") from error
+        with archive:
+            yield _zip_members(extract, archive, max_file_bytes, max_extract_bytes, max_ratio)
+    else:
+        raise _rejected(
+            extract.name,
+            "FILE-NOT-AN-EXTRACT",
+            "inbox/census holds one folder or .zip per census extract, each with <table>.csv files; "
+            "put loose files in a folder",
         )
-    files = _check_extract(extract, max_file_bytes)
-    content_sha256 = _content_hash(files)
-    term, year, reference_date = _census_header(files)
-    try:
-        with conn.transaction():
-            conn.execute("select pg_advisory_xact_lock(hashtext('pupilshare.ingest.census'))")
-            if _already_loaded(conn, content_sha256):
-                return None
-            batch_id = _register_batch(conn, extract.name, content_sha256, term, year, reference_date)
-            rows = {census_file.table: _copy_file(conn, census_file) for census_file in files}
-            conn.execute(
-                "update raw.load_batches set row_counts = %s::jsonb where load_batch_id = %s",
-                (_json(rows), batch_id),
-            )
-            _supersede_earlier(conn, batch_id, term, year)
-    except psycopg.Error as error:
-        raise ReturnRejectedError([_copy_finding(extract, error)]) from error
-    log.info("loaded census extract %s as batch %s: %s", extract.name, batch_id, rows)
-    return {"source": extract.name, "load_batch_id": batch_id, "rows": rows}
 
 
-def _check_extract(extract: Path, max_file_bytes: int) -> list[_CensusFile]:
+def _folder_members(extract: Path, max_file_bytes: int) -> list[_Member]:
     findings: list[Finding] = []
-    known = census_raw_columns()
-    files: list[_CensusFile] = []
-    present = {path.stem.lower(): path for path in extract.iterdir() if path.suffix.lower() == ".csv"}
+    members = []
     for path in sorted(extract.iterdir()):
-        if path.suffix.lower() != ".csv" or path.stem.lower() not in known or path.is_symlink():
+        name = f"{extract.name}/{path.name}"
+        if path.is_symlink():
+            findings.append(Finding(name, "FILE-SYMLINK", "error", "links are not followed: put the file itself here"))
+        elif not path.is_file() or not _MEMBER_NAME.match(path.name):
+            findings.append(Finding(name, "FILE-UNKNOWN-TABLE", "error", "expected only <table>.csv files"))
+        elif (size := path.stat().st_size) > max_file_bytes:
+            findings.append(_too_large(name, size, max_file_bytes))
+        else:
+            members.append(_Member(path.stem.lower(), path.name, lambda path=path: path.open("rb")))
+    if findings:
+        raise ReturnRejectedError(findings)
+    return members
+
+
+def _zip_members(
+    extract: Path, archive: zipfile.ZipFile, max_file_bytes: int, max_extract_bytes: int, max_ratio: float
+) -> list[_Member]:
+    """Check every member's name, kind and size before anything is read; a bad member refuses the whole zip."""
+    findings: list[Finding] = []
+    members = []
+    total = 0
+    for info in archive.infolist():
+        name = f"{extract.name}/{info.filename}"
+        total += info.file_size
+        mode = info.external_attr >> 16
+        if info.is_dir() or "/" in info.filename or "\\" in info.filename or ".." in info.filename:
             findings.append(
                 Finding(
-                    path.name,
-                    "FILE-UNKNOWN-TABLE",
+                    name,
+                    "FILE-ZIP-PATH",
                     "error",
-                    f"not a census table file: expected <table>.csv with a table of the census schema, "
-                    f"e.g. {', '.join(REQUIRED_TABLES)}",
+                    "zip members must be <table>.csv at the top level: no folders, no '..', no absolute paths",
                 )
             )
-    for table in REQUIRED_TABLES:
+        elif stat.S_ISLNK(mode):
+            findings.append(Finding(name, "FILE-SYMLINK", "error", "the zip holds a link: links are not followed"))
+        elif not _MEMBER_NAME.match(info.filename):
+            findings.append(Finding(name, "FILE-UNKNOWN-TABLE", "error", "expected only <table>.csv members"))
+        elif info.flag_bits & 0x1:
+            findings.append(Finding(name, "FILE-ZIP-ENCRYPTED", "error", "encrypted members cannot be read"))
+        elif info.file_size > max_file_bytes:
+            findings.append(_too_large(name, info.file_size, max_file_bytes))
+        elif info.file_size > max_ratio * max(info.compress_size, 1) and info.file_size > 1024**2:
+            findings.append(
+                Finding(
+                    name,
+                    "FILE-ZIP-BOMB",
+                    "error",
+                    f"expands {info.file_size / max(info.compress_size, 1):.0f} "
+                    f"times (limit {max_ratio:.0f}): refused as a possible zip bomb",
+                )
+            )
+        else:
+            members.append(_Member(Path(info.filename).stem.lower(), info.filename, lambda i=info: archive.open(i)))
+    if total > max_extract_bytes:
+        findings.append(
+            Finding(
+                extract.name,
+                "FILE-TOO-LARGE",
+                "error",
+                f"the zip expands to {total} bytes, over the limit of {max_extract_bytes} for a whole extract",
+            )
+        )
+    if len({member.table for member in members}) != len(members):
+        findings.append(Finding(extract.name, "FILE-DUPLICATE-TABLE", "error", "a table's file is in the zip twice"))
+    if findings:
+        raise ReturnRejectedError(findings)
+    return members
+
+
+def _too_large(name: str, size: int, limit: int) -> Finding:
+    return Finding(
+        name, "FILE-TOO-LARGE", "error", f"{size} bytes is over the limit of {limit} (PUPILSHARE_MAX_INBOX_FILE_BYTES)"
+    )
+
+
+def _rejected(file: str, rule_id: str, message: str, **where: object) -> ReturnRejectedError:
+    return ReturnRejectedError([Finding(file, rule_id, "error", message, **where)])
+
+
+# --- file-level checks ----------------------------------------------------------------------------------------------
+
+
+def _census_header(extract: Path, members: list[_Member]) -> _Header:
+    """Term, year, reference date and school returns from ``schoolcensus`` (one row per school return)."""
+    member = next((member for member in members if member.table == "schoolcensus"), None)
+    file = f"{extract.name}/schoolcensus.csv"
+    if member is None:
+        raise _rejected(file, "FILE-MISSING-TABLE", "the extract has no schoolcensus.csv: which census is this?")
+    rows = _read_small_csv(member, file)
+    if not rows:
+        raise _rejected(file, "FILE-NO-ROWS", "schoolcensus.csv has no rows: which census is this?")
+    terms = {row.get("term", "") for row in rows}
+    years = {row.get("year", "") for row in rows}
+    dates = {row.get("referencedate", "") for row in rows}
+    if len(terms) > 1 or len(years) > 1 or len(dates) > 1:
+        raise _rejected(
+            file,
+            "FILE-MIXED-CENSUS",
+            f"one extract holds one census; found terms {sorted(terms)}, "
+            f"years {sorted(years)}, reference dates {sorted(dates)}",
+        )
+    term_code, year, reference_text = terms.pop(), years.pop(), dates.pop()
+    if term_code.upper() not in TERM_CODES:
+        raise _rejected(
+            file,
+            "FILE-BAD-TERM",
+            f"term {term_code!r} is not a census term: use AUT, SPR or SUM",
+            table="schoolcensus",
+            row=1,
+            item="term",
+        )
+    if not year.isdigit():
+        raise _rejected(file, "FILE-BAD-YEAR", f"year {year!r} is not a year like 2026", table="schoolcensus", row=1)
+    try:
+        reference_date = dt.datetime.strptime(reference_text, "%Y-%b-%d %H:%M:%S").date()
+    except ValueError:
+        raise _rejected(
+            file,
+            "FILE-BAD-REFERENCE-DATE",
+            f"referencedate {reference_text!r} is not like 2026-Oct-01 00:00:00",
+            table="schoolcensus",
+            row=1,
+            item="referencedate",
+        ) from None
+    returns = [(row.get("schoolcensustableid", ""), row.get("lea", "") + row.get("estab", "")) for row in rows]
+    laestabs = [laestab for _, laestab in returns]
+    if any(not re.fullmatch(r"\d{7}", laestab) for laestab in laestabs) or len(set(laestabs)) != len(laestabs):
+        raise _rejected(
+            file,
+            "FILE-BAD-SCHOOL",
+            "every schoolcensus row needs a 3-digit lea and 4-digit estab, "
+            "and each school may make one return per extract",
+            table="schoolcensus",
+        )
+    return _Header(TERM_CODES[term_code.upper()], int(year), reference_date, returns)
+
+
+def _read_small_csv(member: _Member, file: str) -> list[dict[str, str]]:
+    try:
+        with member.open() as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            return [
+                {key.strip().lower(): (value or "").strip() for key, value in row.items() if isinstance(key, str)}
+                for row in reader
+            ]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise _rejected(file, "FILE-ENCODING", f"schoolcensus.csv cannot be read as UTF-8 CSV ({error})") from error
+
+
+def _check_members(extract: Path, members: list[_Member], term: CensusTerm) -> None:
+    """Tables, headers and encodings against the term's schema; every problem of every file is reported at once."""
+    findings: list[Finding] = []
+    allowed = set(census_tables(term))
+    present = {member.table for member in members}
+    for member in members:
+        file = f"{extract.name}/{member.name}"
+        if member.table not in allowed:
+            findings.append(
+                Finding(
+                    file,
+                    "FILE-UNKNOWN-TABLE",
+                    "error",
+                    f"{member.table} is not a table of the {term} census; its tables are {', '.join(sorted(allowed))}",
+                )
+            )
+            continue
+        findings += _check_header(member, file, term)
+    for table in REQUIRED_TABLES[term]:
         if table not in present:
             findings.append(
                 Finding(
-                    f"{table}.csv",
+                    f"{extract.name}/{table}.csv",
                     "FILE-MISSING-TABLE",
                     "error",
-                    f"the extract has no {table}.csv; an LA census extract must include {', '.join(REQUIRED_TABLES)}",
+                    f"the extract has "
+                    f"no {table}.csv; a {term} census extract must include "
+                    f"{', '.join(REQUIRED_TABLES[term])}",
                     table=table,
                 )
             )
-    for table, path in sorted(present.items()):
-        if table in known and not path.is_symlink():
-            census_file, file_findings = _check_file(table, path, max_file_bytes)
-            findings += file_findings
-            if census_file:
-                files.append(census_file)
     if findings:
         raise ReturnRejectedError(findings)
-    return files
 
 
-def _check_file(table: str, path: Path, max_file_bytes: int) -> tuple[_CensusFile | None, list[Finding]]:
-    size = path.stat().st_size
-    if size > max_file_bytes:
-        return None, [
-            Finding(
-                path.name,
-                "FILE-TOO-LARGE",
-                "error",
-                f"{size} bytes is over the limit of {max_file_bytes} (PUPILSHARE_MAX_INBOX_FILE_BYTES)",
-                table=table,
-            )
-        ]
+def _check_header(member: _Member, file: str, term: CensusTerm) -> list[Finding]:
+    table = member.table
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
+        with member.open() as raw:
+            first = raw.readline(1024**2)
+        header = next(csv.reader([first.decode("utf-8-sig")]), None)
     except UnicodeDecodeError as error:
-        return None, [
+        return [
             Finding(
-                path.name,
+                file,
                 "FILE-ENCODING",
                 "error",
                 f"the header is not UTF-8 ({error.reason} at byte {error.start}); save the file as UTF-8",
                 table=table,
             )
         ]
-    if not header:
-        return None, [Finding(path.name, "FILE-EMPTY", "error", "the file is empty: no header row", table=table)]
+    except csv.Error as error:
+        return [Finding(file, "FILE-UNREADABLE-ROW", "error", f"the header cannot be read ({error})", table=table)]
+    if not header or not any(name.strip() for name in header):
+        return [Finding(file, "FILE-EMPTY", "error", "the file is empty: no header row", table=table)]
     columns = tuple(name.strip().lower() for name in header)
+    schema = census_columns(table, term)
+    known = {name.lower() for name in schema}
     findings = []
-    known = set(census_raw_columns()[table])
-    unknown = [name for name in columns if name not in known]
-    if unknown:
+    if unknown := [name for name in columns if name not in known]:
         findings.append(
             Finding(
-                path.name,
+                file,
                 "FILE-UNKNOWN-COLUMN",
                 "error",
-                f"columns not in the census {table} table: {', '.join(unknown)}",
+                f"columns not in the {term} census {table} table: {', '.join(unknown)}",
                 table=table,
             )
         )
-    duplicated = sorted({name for name in columns if columns.count(name) > 1})
-    if duplicated:
+    if duplicated := sorted({name for name in columns if columns.count(name) > 1}):
         findings.append(
             Finding(
-                path.name,
-                "FILE-DUPLICATE-COLUMN",
-                "error",
-                f"columns named twice: {', '.join(duplicated)}",
-                table=table,
+                file, "FILE-DUPLICATE-COLUMN", "error", f"columns named twice: {', '.join(duplicated)}", table=table
             )
         )
-    missing = sorted(census_required_columns(table) - set(columns))
-    if missing:
+    required = {name.lower() for name, spec in schema.items() if spec.get("canbeblank") is False}
+    if missing := sorted(required - set(columns)):
         findings.append(
             Finding(
-                path.name,
-                "FILE-MISSING-COLUMN",
-                "error",
-                f"required columns missing: {', '.join(missing)}",
-                table=table,
+                file, "FILE-MISSING-COLUMN", "error", f"required columns missing: {', '.join(missing)}", table=table
             )
         )
-    return (None if findings else _CensusFile(table, path, columns)), findings
+    if not findings and not set(columns) <= set(census_raw_columns()[table]):
+        findings.append(Finding(file, "FILE-UNKNOWN-COLUMN", "error", "raw table lacks a column", table=table))
+    member.columns = columns
+    return findings
 
 
-def _content_hash(files: list[_CensusFile]) -> str:
-    digest = hashlib.sha256()
-    for census_file in sorted(files, key=lambda item: item.table):
-        digest.update(census_file.table.encode() + b"\0")
-        with census_file.path.open("rb") as handle:
-            while chunk := handle.read(_COPY_CHUNK):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def _census_header(files: list[_CensusFile]) -> tuple[str | None, int | None, dt.date | None]:
-    """Term, year and reference date from the first ``schoolcensus`` row (all returns of an extract share them)."""
-    path = next(item.path for item in files if item.table == "schoolcensus")
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        first = next(csv.DictReader(handle), None)
-    if first is None:
-        raise ReturnRejectedError(
-            [
-                Finding(
-                    path.name,
-                    "FILE-NO-ROWS",
-                    "error",
-                    "schoolcensus.csv has no rows: which census is this?",
-                    table="schoolcensus",
-                )
-            ]
-        )
-    row = {key.strip().lower(): (value or "").strip() for key, value in first.items() if key}
-    year = int(row["year"]) if row.get("year", "").isdigit() else None
-    reference_date = None
-    if row.get("referencedate"):
-        try:
-            reference_date = dt.datetime.strptime(row["referencedate"], "%Y-%b-%d %H:%M:%S").date()
-        except ValueError:
-            raise ReturnRejectedError(
-                [
-                    Finding(
-                        path.name,
-                        "FILE-BAD-REFERENCE-DATE",
-                        "error",
-                        f"referencedate {row['referencedate']!r} is not like 2026-Oct-01 00:00:00",
-                        table="schoolcensus",
-                        row=1,
-                        item="referencedate",
-                    )
-                ]
-            ) from None
-    return row.get("term") or None, year, reference_date
+# --- loading --------------------------------------------------------------------------------------------------------
 
 
 def _already_loaded(conn: psycopg.Connection, content_sha256: str) -> bool:
@@ -244,45 +409,66 @@ def _already_loaded(conn: psycopg.Connection, content_sha256: str) -> bool:
     return found is not None
 
 
-def _register_batch(conn, source_name, content_sha256, term, year, reference_date) -> int:
+def _register_batch(conn: psycopg.Connection, source_name: str, header: _Header) -> int:
     batch_id = conn.execute(
         """insert into raw.load_batches
                (return_type, source_name, content_sha256, status, census_term, census_year, reference_date)
-           values (%s, %s, %s, 'loaded', %s, %s, %s) returning load_batch_id""",
-        (RETURN_TYPE, source_name, content_sha256, term, year, reference_date),
+           values (%s, %s, '', 'loaded', %s, %s, %s) returning load_batch_id""",
+        (RETURN_TYPE, source_name, _term_code(header.term), header.year, header.reference_date),
     ).fetchone()[0]
     conn.execute("select set_config('pupilshare.load_batch_id', %s, true)", (str(batch_id),))
     return batch_id
 
 
-def _copy_file(conn: psycopg.Connection, census_file: _CensusFile) -> int:
-    """COPY one CSV straight from disk; ``_row_number`` restarts at 1 for the file."""
-    name = raw_table_name(census_file.table)
+def _term_code(term: CensusTerm) -> str:
+    return next(code for code, name in TERM_CODES.items() if name == term)
+
+
+def _copy_member(conn: psycopg.Connection, member: _Member, digest: hashlib._Hash) -> int:
+    """Stream one CSV into COPY (hashing it on the way); ``_row_number`` restarts at 1 for the file."""
+    name = raw_table_name(member.table)
     conn.execute("select setval(%s, 1, false)", (f"{RAW_SCHEMA}.{name}__row_seq",))
     statement = sql.SQL("copy {}.{} ({}) from stdin with (format csv, header true, encoding 'UTF8')").format(
         sql.Identifier(RAW_SCHEMA),
         sql.Identifier(name),
-        sql.SQL(", ").join(sql.Identifier(column) for column in census_file.columns),
+        sql.SQL(", ").join(sql.Identifier(column) for column in member.columns),
     )
+    digest.update(member.table.encode() + b"\0")
     with conn.cursor() as cursor:
-        with cursor.copy(statement) as copy, census_file.path.open("rb") as handle:
-            _skip_bom(handle)
+        with cursor.copy(statement) as copy, member.open() as handle:
+            chunk = handle.read(_COPY_CHUNK)
+            digest.update(chunk)
+            copy.write(chunk.removeprefix(_BOM))
             while chunk := handle.read(_COPY_CHUNK):
+                digest.update(chunk)
                 copy.write(chunk)
+        digest.update(b"\0")
         return cursor.rowcount
 
 
-def _skip_bom(handle: io.BufferedReader) -> None:
-    if handle.peek(3)[:3] == b"\xef\xbb\xbf":
-        handle.read(3)
+def _record_school_returns(conn: psycopg.Connection, batch_id: int, header: _Header) -> None:
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            """insert into raw.census_school_returns
+                   (load_batch_id, schoolcensus_table_id, laestab, census_term, census_year, reference_date)
+               values (%s, %s, %s, %s, %s, %s)""",
+            [
+                (batch_id, table_id, laestab, _term_code(header.term), header.year, header.reference_date)
+                for table_id, laestab in header.returns
+            ],
+        )
 
 
-def _supersede_earlier(conn: psycopg.Connection, batch_id: int, term: str | None, year: int | None) -> None:
+def _supersede_earlier(conn: psycopg.Connection, batch_id: int) -> None:
+    """Mark ``superseded`` every earlier census batch none of whose school returns is current any more."""
     conn.execute(
-        """update raw.load_batches set status = 'superseded'
-           where return_type = %s and census_term is not distinct from %s and census_year is not distinct from %s
-             and load_batch_id < %s and status = 'loaded'""",
-        (RETURN_TYPE, term, year, batch_id),
+        """update raw.load_batches as batch set status = 'superseded'
+           where batch.return_type = %s and batch.status = 'loaded' and batch.load_batch_id < %s
+               and exists (select from raw.census_school_returns as held
+                           where held.load_batch_id = batch.load_batch_id)
+               and not exists (select from raw.current_census_returns as current_return
+                               where current_return.load_batch_id = batch.load_batch_id)""",
+        (RETURN_TYPE, batch_id),
     )
 
 
@@ -293,9 +479,10 @@ def _copy_finding(extract: Path, error: psycopg.Error) -> Finding:
     table, row = (match.group(1), int(match.group(2)) - 1) if match else (None, None)
     message = (diag.message_primary or str(error)).strip()
     file = f"{extract.name}/{table}.csv" if table else extract.name
+    rule_id = "FILE-ENCODING" if error.sqlstate in ("22021", "22P05") else "FILE-UNREADABLE-ROW"
     return Finding(
         file,
-        "FILE-UNREADABLE-ROW",
+        rule_id,
         "error",
         f"PostgreSQL could not read this row: {message}. Check the row has one value per header column, "
         "quotes are balanced and the file is UTF-8",
@@ -304,10 +491,4 @@ def _copy_finding(extract: Path, error: psycopg.Error) -> Finding:
     )
 
 
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
-
-
-register_return(RETURN_TYPE, load_census_extract, description="School Census LA extract: a folder of <table>.csv")
+register_return(RETURN_TYPE, load_census_extract, description="School Census LA extract: a folder or .zip of CSVs")

@@ -58,7 +58,9 @@ def registered_returns() -> dict[str, ReturnType]:
     """Every return type with a loader, in load order (census first: other returns refer to its pupils)."""
     import pupilshare.ingest.loaders  # noqa: F401 - registers every loader
 
-    return dict(_REGISTRY)
+    # Registration order follows import order, which any module importing a loader can change: census goes first
+    # explicitly, the rest keep their order.
+    return dict(sorted(_REGISTRY.items(), key=lambda item: item[0] != "census"))
 
 
 @dataclass
@@ -85,7 +87,7 @@ class IngestSummary:
 def ingest_inbox(settings: Settings | None = None) -> IngestSummary:
     """Load every file set waiting in the inbox; archive what loaded, quarantine what was refused."""
     from pupilshare.db import database_server
-    from pupilshare.ingest.raw_schema import ensure_raw_schema
+    from pupilshare.ingest.loaders import ensure_all_raw_tables
 
     settings = settings or load_settings()
     settings.ensure_folders()
@@ -95,11 +97,9 @@ def ingest_inbox(settings: Settings | None = None) -> IngestSummary:
         for return_type in registered_returns().values()
         for entry in _discover(settings.inbox_dir / return_type.name, return_type.name, summary, settings)
     ]
-    if not pending:
-        return summary
     with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
-        with conn.transaction():
-            ensure_raw_schema(conn)
+        # every raw table exists from the first run on, loaded or not, so the dbt sources always resolve
+        ensure_all_raw_tables(conn)
         for return_type, entry in pending:
             _ingest_one(conn, return_type, entry, summary, settings)
     return summary

@@ -23,7 +23,7 @@ from pupilshare.generate import (
     generate_census_extract,
     write_census_extract,
 )
-from pupilshare.generate.census import format_census_date
+from pupilshare.generate.census import TERM_TABLES, format_census_date
 from pupilshare.reference import census_codes, census_columns
 
 TABLES = ("school", "schoolcensus", "pupilonroll", "addressesonroll")
@@ -63,10 +63,15 @@ def test_write_census_extract__header_is_every_schema_column_in_order(written, t
     assert "NativeId" in header
 
 
-def test_write_census_extract__exactly_four_files_with_counted_rows(written):
+def test_write_census_extract__every_autumn_table_with_counted_rows(written):
     folder, counts = written
-    assert sorted(path.name for path in folder.iterdir()) == sorted(f"{table}.csv" for table in TABLES)
-    assert counts == {"schoolcensus": 20, "school": 20, "pupilonroll": 3000, "addressesonroll": 3000}
+    assert sorted(path.name for path in folder.iterdir()) == sorted(f"{table}.csv" for table in TERM_TABLES["Autumn"])
+    assert {table: counts[table] for table in TABLES} == {
+        "schoolcensus": 20,
+        "school": 20,
+        "pupilonroll": 3000,
+        "addressesonroll": 3000,
+    }
     for table, rows in counts.items():
         raw = (folder / f"{table}.csv").read_bytes()
         assert b"\r" not in raw and raw.endswith(b"\n"), "\\n line endings"
@@ -326,3 +331,99 @@ def test_generate_census_extract__county_scale_in_well_under_a_minute(tmp_path):
     elapsed = time.perf_counter() - started
     assert counts["pupilonroll"] == counts["addressesonroll"] == 130_000
     assert elapsed < 30, f"{elapsed:.1f}s"
+
+
+# --- terms, detail tables and rates -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [("Autumn", dt.date(2026, 10, 1)), ("Spring", dt.date(2027, 1, 21)), ("Summer", dt.date(2027, 5, 20))],
+)
+def test_census_reference_date__thursdays(term, expected):
+    from pupilshare.generate.census_extras import census_reference_date
+
+    assert census_reference_date(term, 2026) == expected and expected.weekday() == 3
+
+
+@pytest.fixture(scope="module")
+def year_folders(tmp_path_factory) -> Path:
+    from pupilshare.generate.census import generate_census_year
+
+    folder = tmp_path_factory.mktemp("year")
+    generate_census_year(folder, schools=20, pupils=3000, seed=4)
+    return folder
+
+
+@pytest.mark.parametrize(("term", "folder"), [("Autumn", "autumn_2026"), ("Spring", "spring_2027"),
+                                              ("Summer", "summer_2027")])  # fmt: skip
+def test_generate_census_year__each_term_has_its_tables_and_headers(year_folders, term, folder):
+    extract = year_folders / folder
+    assert sorted(path.stem for path in extract.iterdir()) == sorted(TERM_TABLES[term])
+    for table in TERM_TABLES[term]:
+        header, _ = _read(extract, table)
+        assert header == list(census_columns(table, term))
+    _, census = _read(extract, "schoolcensus")
+    assert {row["term"] for row in census} == {{"Autumn": "AUT", "Spring": "SPR", "Summer": "SUM"}[term]}
+
+
+def test_generate_census_year__codes_and_links_of_detail_tables(year_folders):
+    from pupilshare.ingest.census_rules import SEN_NEED_TYPES
+
+    extract = year_folders / "spring_2027"
+    _, pupils = _read(extract, "pupilonroll")
+    ids = {row["pupilonrolltableid"] for row in pupils}
+    for table, column, codes in (
+        ("senneeds", "sentype", set(SEN_NEED_TYPES)),
+        ("termlyexclusionsonroll", "category", set(census_codes("termlyexclusionsonroll", "category", "Spring"))),
+        ("termlyexclusionsonroll", "reason1", set(census_codes("termlyexclusionsonroll", "reason1", "Spring"))),
+        ("termlysessiondetailsonroll", "attendancereason", set(census_codes("termlysessiondetailsonroll",
+                                                                            "attendancereason", "Spring"))),
+        ("pupilonroll", "ethnicity", set(census_codes("pupilonroll", "ethnicity", "Spring"))),
+    ):  # fmt: skip
+        _, rows = _read(extract, table)
+        assert rows and {row[column] for row in rows} <= codes, (table, column)
+        if table != "pupilonroll":
+            assert {row["pupilonrolltableid"] for row in rows} <= ids
+    _, needs = _read(extract, "senneeds")
+    assert {row["sentyperank"] for row in needs} == {"1"}
+    sen = sum(row["senprovision"] in ("K", "E") for row in pupils)
+    assert len(needs) == sen, "one primary need per pupil with SEN support or an EHC plan"
+
+
+def test_generate_census_year__rates_near_england(year_folders):
+    """FSM ~25%, persistent absence ~20%, SEN support ~13%, EHC ~5%, EAL ~20%, some suspensions and exclusions."""
+    extract = year_folders / "autumn_2026"
+    _, pupils = _read(extract, "pupilonroll")
+    _, fsm = _read(extract, "fsmperiodsonroll")
+    _, sessions = _read(extract, "termlysessiondetailsonroll")
+    _, exclusions = _read(extract, "termlyexclusionsonroll")
+    eligible = {row["pupilonrolltableid"] for row in fsm if not row["fsmenddate"]}
+    assert 0.21 < len(eligible) / len(pupils) < 0.29
+    with_sessions = [row for row in pupils if row["termlysessionspossible"]]
+    missed = [int(row["termlysessionsauthorised"]) + int(row["termlysessionsunauthorised"]) for row in with_sessions]
+    persistent = sum(
+        10 * absent >= int(row["termlysessionspossible"]) for absent, row in zip(missed, with_sessions, strict=True)
+    )
+    assert 0.15 < persistent / len(with_sessions) < 0.26
+    by_pupil = Counter()
+    for row in sessions:
+        by_pupil[row["pupilonrolltableid"]] += int(row["sessions"])
+    for absent, row in zip(missed, with_sessions, strict=True):
+        assert by_pupil[row["pupilonrolltableid"]] == absent, "reasons add up to the pupil's absence"
+    assert 0.10 < sum(row["senprovision"] == "K" for row in pupils) / len(pupils) < 0.16
+    assert 0.03 < sum(row["senprovision"] == "E" for row in pupils) / len(pupils) < 0.07
+    assert 0.15 < sum(row["language"] != "ENG" for row in pupils) / len(pupils) < 0.25
+    assert {row["category"] for row in exclusions} >= {"SUSP"}
+    assert 30 < len(exclusions) < 300
+
+
+def test_generate_census_extract__unknown_preset_is_refused(tmp_path):
+    with pytest.raises(CensusGeneratorError, match="preset"):
+        generate_census_extract(tmp_path, preset="london")
+
+
+def test_generate_census_extract__streaming_equals_build_then_write(tmp_path):
+    generate_census_extract(tmp_path / "streamed", schools=4, pupils=300, seed=9, term="Summer")
+    write_census_extract(build_census_extract(schools=4, pupils=300, seed=9, term="Summer"), tmp_path / "built")
+    assert _files(tmp_path / "streamed") == _files(tmp_path / "built")

@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline's hot paths (run by hand; figures go in docs/benchmarks.md)."""
