@@ -27,22 +27,46 @@ def generate(
     la_code: Annotated[str | None, typer.Option(help="LA code (default PUPILSHARE_LA_CODE).")] = None,
     preset: Annotated[str, typer.Option(help="small (20 schools, 3,000 pupils) or county (420, 130,000).")] = "small",
     term: Annotated[str, typer.Option(help="Census term: Autumn, Spring or Summer.")] = "Autumn",
+    returns_inbox: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write every other return about the same pupils (CTF, workforce, NCMP, EYFS, "
+            "opt-outs, post-16, activity) into this inbox folder."
+        ),
+    ] = None,
 ) -> None:
-    """Write a synthetic county's School Census LA extract (one CSV per census table)."""
+    """Write a synthetic county's School Census LA extract (one CSV per census table), and optionally every
+    other return about the same children."""
     from pupilshare.generate.census import generate_census_extract
 
     settings = load_settings()
     if term not in ("Autumn", "Spring", "Summer"):
         raise typer.BadParameter(f"{term!r} is not Autumn, Spring or Summer", param_hint="--term")
-    counts = generate_census_extract(
-        out, schools=schools, pupils=pupils, seed=seed, la_code=la_code or settings.la_code, preset=preset, term=term
-    )
+    options = {"seed": seed, "la_code": la_code or settings.la_code, "term": term}
+    if returns_inbox is None:
+        counts = generate_census_extract(out, schools=schools, pupils=pupils, preset=preset, **options)
+    else:
+        counts = _generate_with_returns(out, returns_inbox, schools, pupils, preset, options)
     table = Table(title=f"Synthetic census extract in {out}")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, rows in counts.items():
         table.add_row(name, f"{rows:,}")
     console.print(table)
+
+
+def _generate_with_returns(out, inbox, schools, pupils, preset, options) -> dict[str, int]:
+    from pupilshare.generate.census import PRESETS, build_census_extract, write_census_extract
+    from pupilshare.generate.returns import generate_all_returns
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"{preset!r} is not one of {', '.join(PRESETS)}", param_hint="--preset")
+    default_schools, default_pupils = PRESETS[preset]
+    extract = build_census_extract(schools=schools or default_schools, pupils=pupils or default_pupils, **options)
+    counts = write_census_extract(extract, out)
+    for return_type, written in generate_all_returns(extract, inbox, seed=options["seed"]).items():
+        console.print(f"{return_type}: {written}")
+    return counts
 
 
 @app.command("benchmark-ingest")

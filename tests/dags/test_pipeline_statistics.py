@@ -15,7 +15,6 @@ import psycopg
 import pytest
 
 from pupilshare.generate.census import build_census_extract, write_census_extract
-from pupilshare.settings import Settings
 from pupilshare.stats import assert_valid_ees
 from pupilshare.summary import run_summary
 
@@ -26,11 +25,11 @@ TIME_PERIOD = "202627"  # the Autumn 2026 census
 
 
 @pytest.fixture(scope="module")
-def statistics_run():
+def statistics_run(isolated_pipeline):
     """Load a small synthetic census with the ingest DAG, then run the statistics DAG once for the module."""
     from airflow.dag_processing.dagbag import DagBag
 
-    settings = Settings()
+    settings = isolated_pipeline
     settings.ensure_folders()
     extract = build_census_extract(schools=4, pupils=260, seed=23)
     write_census_extract(extract, settings.inbox_dir / "census" / "autumn_2026_statistics")

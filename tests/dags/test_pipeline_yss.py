@@ -29,9 +29,9 @@ YSS = load_policy().recipient("yss")
 
 
 @pytest.fixture(scope="module")
-def pipeline():
+def pipeline(isolated_pipeline):
     """Load a synthetic extract with boundary pupils and run ingest + publish once for the module."""
-    settings = Settings()
+    settings = isolated_pipeline
     settings.ensure_folders()
     extract = build_census_extract(schools=3, pupils=240, seed=11)
     older = [pupil for pupil in extract.pupils if age_in_years(pupil.dob, FEED_DATE) >= 14]

@@ -117,6 +117,14 @@ def load_synthetic_census(conn: psycopg.Connection) -> None:
     _insert(
         conn, "census_schoolcensus", ("schoolcensustableid", "lea", "estab", "urn", "referencedate"), _SCHOOL_RETURNS
     )
+    batches = {batch: (year, reference_date) for batch, _, year, reference_date in _LOAD_BATCHES}
+    for batch, table_id, lea, estab, _, _ in _SCHOOL_RETURNS:  # the loader registers every school return it loads
+        conn.execute(
+            """insert into raw.census_school_returns
+                   (load_batch_id, schoolcensus_table_id, laestab, census_term, census_year, reference_date)
+               values (%s, %s, %s, 'AUT', %s, %s)""",
+            (batch, table_id, lea + estab, *batches[batch]),
+        )
     _insert(conn, "census_school", ("schooltableid", "schoolcensustableid", "schoolname"), _SCHOOLS)
     pupil_columns = (
         "pupilonrolltableid", "schoolcensustableid", "upn", "forename", "surname", "dob", "sex", "ncyearactual",

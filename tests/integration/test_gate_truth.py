@@ -58,6 +58,12 @@ def _load(conn: psycopg.Connection, batches=BATCHES, pupils=PUPILS) -> None:
             batches,
         )
         cursor.executemany(
+            """insert into raw.census_school_returns
+                   (load_batch_id, schoolcensus_table_id, laestab, census_term, census_year, reference_date)
+               values (%s, '1', '9261001', 'AUT', 2025, '2025-10-02')""",
+            [(batch,) for batch, return_type, status in batches if return_type == "census" and status == "loaded"],
+        )
+        cursor.executemany(
             """insert into raw.census_pupilonroll
                    (_load_batch_id, _row_number, pupilonrolltableid, schoolcensustableid, upn, surname, forename,
                     dob, enrolstatus, yssa)
@@ -118,7 +124,7 @@ def test_load_yss_truth__ages_move_with_the_feed_date(conn):
 def test_load_yss_truth__no_loaded_census_is_an_error(conn):
     _load(conn, batches=[(3, "census", "superseded"), (4, "workforce", "loaded")], pupils=[])
 
-    with pytest.raises(NoCurrentCensusError, match="no census batch"):
+    with pytest.raises(NoCurrentCensusError, match="current_census_returns is empty"):
         load_yss_truth(conn, FEED_DATE)
 
 

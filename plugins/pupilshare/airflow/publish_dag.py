@@ -45,7 +45,8 @@ def build_publish_dag(recipient_id: str) -> DAG:
             project_config=dbt_config.project_config(),
             profile_config=dbt_config.profile_config(),
             execution_config=dbt_config.execution_config(),
-            render_config=dbt_config.render_config([f"+{recipient.mart}"]),
+            # the mart and all it reads, plus the batch register the staging tests check batch ids against
+            render_config=dbt_config.render_config([f"+{recipient.mart}", "stg_pipeline__load_batches"]),
             operator_args={"vars": dbt_config.dbt_vars()},
         )
 

@@ -25,19 +25,29 @@ log = logging.getLogger(__name__)
 #: Columns of every truth frame, in order.
 TRUTH_COLUMNS = ("upn", "date_of_birth", "age_on_feed_date", "is_in_cohort", "is_restricted", "restriction_reason")
 
-_CURRENT_CENSUS_SQL = """
-select max(load_batch_id)
-from raw.load_batches
-where return_type = 'census'
-    and status = 'loaded'
-"""
+_CURRENT_RETURNS_SQL = "select count(*) from raw.current_census_returns"
+#: Registrations on the current roll: each school's most recent census return (latest reference date, then the later
+#: batch), without the rows a validation rule rejected. Read from raw, not from the dbt models.
 _PUPILS_SQL = """
-select upn, dob, yssa, _row_number
-from raw.census_pupilonroll
-where _load_batch_id = %s
-order by _row_number
+with latest_return_per_school as (
+    select distinct on (laestab) load_batch_id, schoolcensus_table_id, reference_date
+    from raw.current_census_returns
+    order by laestab, reference_date desc nulls last, load_batch_id desc
+)
+select pupils.upn, pupils.dob, pupils.yssa, pupils._row_number, pupils._load_batch_id, latest.reference_date
+from raw.census_pupilonroll as pupils
+inner join latest_return_per_school as latest
+    on pupils._load_batch_id = latest.load_batch_id
+    and pupils.schoolcensustableid = latest.schoolcensus_table_id
+where not exists (
+    select 1
+    from raw.census_rejected_rows as rejected
+    where rejected.load_batch_id = pupils._load_batch_id
+        and rejected.table_name = 'pupilonroll'
+        and rejected.row_number = pupils._row_number
+)
+order by pupils._load_batch_id, pupils._row_number
 """
-_REFERENCE_DATE_SQL = "select reference_date from raw.load_batches where load_batch_id = %s"
 _REQUESTS_SQL = """
 select _load_batch_id, _row_number, _rejected, upn, scope, action, requested_by, requested_on
 from raw.optout_requests
@@ -58,6 +68,8 @@ class RawPupilRow:
     dob: str | None
     yssa: str | None
     row_number: int
+    load_batch_id: int | None = None
+    reference_date: dt.date | None = None
 
 
 def load_yss_truth(
@@ -65,34 +77,23 @@ def load_yss_truth(
 ) -> pd.DataFrame:
     """Who should be in the Youth Support Services feed on ``feed_date``, from the current census in ``raw``.
 
-    Grain: one row per UPN on roll in the current census batch (the highest ``load_batch_id`` of a census batch
-    with status ``loaded``). Columns: see :func:`build_yss_truth`.
+    Grain: one row per UPN on the current roll (each school's most recent census return, rejected rows left out;
+    see raw.current_census_returns). Columns: see :func:`build_yss_truth`.
 
     Raises NoCurrentCensusError when no census is loaded.
     """
-    load_batch_id = conn.execute(_CURRENT_CENSUS_SQL).fetchone()[0]
-    if load_batch_id is None:
-        raise NoCurrentCensusError(
-            "raw.load_batches has no census batch with status 'loaded': load a census before publishing"
-        )
+    if not conn.execute(_CURRENT_RETURNS_SQL).fetchone()[0]:
+        raise NoCurrentCensusError("raw.current_census_returns is empty: load a census before publishing")
     rows = [
-        RawPupilRow(upn=upn, dob=dob, yssa=yssa, row_number=row_number)
-        for upn, dob, yssa, row_number in conn.execute(_PUPILS_SQL, (load_batch_id,))
+        RawPupilRow(upn=upn, dob=dob, yssa=yssa, row_number=row_number, load_batch_id=batch, reference_date=ref)
+        for upn, dob, yssa, row_number, batch, ref in conn.execute(_PUPILS_SQL)
     ]
+    load_batch_id = max((row.load_batch_id or 0 for row in rows), default=0)
     min_age_years = load_policy().recipient("yss").cohort.min_age_years
     if min_age_years is None:
         raise ValueError("the yss policy has no cohort.min_age_years; the truth cannot say who is in the cohort")
     truth = build_yss_truth(rows, feed_date=feed_date, min_age_years=min_age_years, load_batch_id=load_batch_id)
-    reference_date = conn.execute(_REFERENCE_DATE_SQL, (load_batch_id,)).fetchone()[0]
-    return apply_opt_out_requests(
-        truth,
-        rows,
-        _read_requests(conn),
-        feed_date=feed_date,
-        reference_date=reference_date,
-        load_batch_id=load_batch_id,
-        persistence=persistence,
-    )
+    return apply_opt_out_requests(truth, rows, _read_requests(conn), feed_date=feed_date, persistence=persistence)
 
 
 def apply_opt_out_requests(
@@ -101,18 +102,23 @@ def apply_opt_out_requests(
     requests: list[OptOutRequest],
     *,
     feed_date: dt.date,
-    reference_date: dt.date | None,
-    load_batch_id: int,
     persistence: Persistence,
 ) -> pd.DataFrame:
-    """Replace the census-only restriction with the full opt-out rules (requests, withdrawals, census yssa)."""
+    """Replace the census-only restriction with the full opt-out rules (requests, withdrawals, census yssa).
+
+    A pupil's census refusal is their most recent registration recording yssa = No (latest reference date, then
+    the later batch, then the earlier row), dated at that census's reference date.
+    """
     dobs = dict(zip(truth["upn"], truth["date_of_birth"], strict=True))
     refusals: dict[str, CensusRefusal] = {}
-    if reference_date is not None:
-        for row in rows:
-            upn = (row.upn or "").strip().upper()
-            if upn and (row.yssa or "").strip().lower() == _YSSA_RESTRICTS and upn not in refusals:
-                refusals[upn] = CensusRefusal(upn, reference_date, load_batch_id, row.row_number)
+    ordered = sorted(
+        (row for row in rows if row.reference_date is not None),
+        key=lambda row: (-row.reference_date.toordinal(), -(row.load_batch_id or 0), row.row_number),
+    )
+    for row in ordered:
+        upn = (row.upn or "").strip().upper()
+        if upn and (row.yssa or "").strip().lower() == _YSSA_RESTRICTS and upn not in refusals:
+            refusals[upn] = CensusRefusal(upn, row.reference_date, row.load_batch_id or 0, row.row_number)
     states = resolve_opt_outs(
         requests, refusals.values(), dates_of_birth=dobs, feed_date=feed_date, persistence=persistence
     )

@@ -1,11 +1,7 @@
 with
 
-load_batches as (
-    select * from {{ ref('stg_pipeline__load_batches') }}
-),
-
-pupils as (
-    select * from {{ ref('stg_census__pupils') }}
+current_registrations as (
+    select * from {{ ref('int_census_registrations_current') }}
 ),
 
 school_returns as (
@@ -20,61 +16,31 @@ addresses as (
     select * from {{ ref('stg_census__addresses') }}
 ),
 
-current_census_batch as (
-    select
-        max(load_batch_id) as load_batch_id
-    from load_batches
-    where return_type = 'census'
-        and batch_status_code = 'loaded'
-),
-
-current_census_batch_details as (
-    select
-        load_batches.load_batch_id as load_batch_id,
-        load_batches.census_reference_date as census_reference_date
-    from load_batches
-    inner join current_census_batch
-        on load_batches.load_batch_id = current_census_batch.load_batch_id
-),
-
-pupils_in_current_batch as (
-    select
-        pupils.*,
-        current_census_batch_details.census_reference_date as census_reference_date
-    from pupils
-    inner join current_census_batch_details
-        on pupils.load_batch_id = current_census_batch_details.load_batch_id
-    -- a row without a UPN cannot be keyed to a pupil, so it cannot be shared or recorded
-    where pupils.upn is not null
-),
-
 main_registrations as (
     -- one row per UPN: a C or M registration over any other status, then the earliest row in the file.
     -- distinct on (not a row_number() = 1 filter) keeps the planner's row estimates right, so the joins below
     -- stay hash joins at county scale
     select distinct on (upn)
-        pupils_in_current_batch.*,
+        current_registrations.*,
         count(*) over (partition by upn) as registration_count
-    from pupils_in_current_batch
+    from current_registrations
     order by
         upn,
         case when enrol_status_code in ('C', 'M') then 1 else 2 end,
+        census_reference_date desc nulls last,
+        load_batch_id desc,
         source_row_number
-),
-
-addresses_in_current_batch as (
-    select addresses.*
-    from addresses
-    inner join current_census_batch
-        on addresses.load_batch_id = current_census_batch.load_batch_id
 ),
 
 first_addresses_picked as (
     -- a pupil may have several addresses: the first in the file
-    select distinct on (load_batch_id, pupil_on_roll_table_id)
-        addresses_in_current_batch.*
-    from addresses_in_current_batch
-    order by load_batch_id, pupil_on_roll_table_id, source_row_number
+    select distinct on (addresses.load_batch_id, addresses.pupil_on_roll_table_id)
+        addresses.*
+    from addresses
+    inner join main_registrations
+        on addresses.load_batch_id = main_registrations.load_batch_id
+        and addresses.pupil_on_roll_table_id = main_registrations.pupil_on_roll_table_id
+    order by addresses.load_batch_id, addresses.pupil_on_roll_table_id, addresses.source_row_number
 ),
 
 first_addresses as (

@@ -20,7 +20,7 @@ validated_requests as (
 ),
 
 pupil_registrations as (
-    select * from {{ ref('stg_census__pupils') }}
+    select * from {{ ref('int_census_registrations_current') }}
 ),
 
 scopes as (
@@ -47,29 +47,33 @@ request_events as (
 ),
 
 census_yssa_events as (
-    -- any current registration recording yssa = No counts (fail closed for dual registration)
+    -- any current registration recording yssa = No counts (fail closed for dual registration), dated at the
+    -- reference date of the census that recorded it
     select distinct on (pupils_on_roll.upn)
         pupils_on_roll.upn as upn,
         'yss' as scope_code,
         'opt_out' as action_code,
         case
-            when {{ age_in_years('pupils_on_roll.date_of_birth', 'pupils_on_roll.census_reference_date') }} >= 16
+            when {{ age_in_years('pupils_on_roll.date_of_birth', 'pupil_registrations.census_reference_date') }} >= 16
                 then 'pupil'
             else 'parent'
         end as requested_by_code,
-        pupils_on_roll.census_reference_date as requested_on,
+        pupil_registrations.census_reference_date as requested_on,
         'census_yssa' as cause_source,
-        'census batch ' || pupils_on_roll.load_batch_id || ' pupilonroll row '
+        'census batch ' || pupil_registrations.load_batch_id || ' pupilonroll row '
             || pupil_registrations.source_row_number as cause_id,
         0 as same_day_rank,
-        pupils_on_roll.load_batch_id as load_batch_id,
+        pupil_registrations.load_batch_id as load_batch_id,
         pupil_registrations.source_row_number as source_row_number
     from pupils_on_roll
     inner join pupil_registrations
-        on pupils_on_roll.load_batch_id = pupil_registrations.load_batch_id
-        and pupils_on_roll.upn = pupil_registrations.upn
+        on pupils_on_roll.upn = pupil_registrations.upn
     where pupil_registrations.yssa_code = 'No'
-    order by pupils_on_roll.upn, pupil_registrations.source_row_number
+    order by
+        pupils_on_roll.upn,
+        pupil_registrations.census_reference_date desc,
+        pupil_registrations.load_batch_id desc,
+        pupil_registrations.source_row_number
 ),
 
 all_events as (

@@ -1,7 +1,7 @@
 with
 
 source as (
-    select * from {{ source('census', 'census_addressesonroll') }}
+    {{ census_rows_kept('census_addressesonroll', 'addressesonroll') }}
 ),
 
 final as (

@@ -1,7 +1,7 @@
 with
 
 source as (
-    select * from {{ source('census', 'census_pupilonroll') }}
+    {{ census_rows_kept('census_pupilonroll', 'pupilonroll') }}
 ),
 
 final as (

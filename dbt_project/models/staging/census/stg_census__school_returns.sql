@@ -1,7 +1,7 @@
 with
 
 source as (
-    select * from {{ source('census', 'census_schoolcensus') }}
+    {{ census_rows_kept('census_schoolcensus', 'schoolcensus') }}
 ),
 
 final as (

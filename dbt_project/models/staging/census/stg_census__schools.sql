@@ -1,7 +1,7 @@
 with
 
 source as (
-    select * from {{ source('census', 'census_school') }}
+    {{ census_rows_kept('census_school', 'school') }}
 ),
 
 final as (
