@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,6 +25,9 @@ import psycopg
 from psycopg import sql
 
 from pupilshare.db import database_server
+from pupilshare.files import sha256_file as _sha256
+from pupilshare.files import slug as _slug
+from pupilshare.files import write_json as _write_json
 from pupilshare.gates import GateFailedError, run_feed_gate
 from pupilshare.gates.truth import load_yss_truth
 from pupilshare.ledger import (
@@ -243,19 +244,3 @@ def _checked_staging(staging: Path, settings: Settings) -> Path:
 
 def _read_ledger_rows(staging: Path) -> Sequence[dict]:
     return json.loads((staging / "ledger_rows.json").read_text(encoding="utf-8"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_json(path: Path, value: object) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:150]

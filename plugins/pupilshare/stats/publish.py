@@ -18,7 +18,6 @@ row per table is recorded with the reason (SHARING_RULES.md, "Disclosure control
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,9 @@ import psycopg
 from psycopg import sql
 
 from pupilshare.db import database_server
+from pupilshare.files import sha256_file as _sha256
+from pupilshare.files import slug as _slug
+from pupilshare.files import write_json as _write_json
 from pupilshare.ledger import ensure_ledger_schema, record_statistics_publication
 from pupilshare.settings import Settings, load_settings
 from pupilshare.stats.audit import AuditInputError, DisclosureRiskError
@@ -380,19 +382,3 @@ def _already_published(target: Path, manifest: dict) -> bool:
 
 def _hashes(entries: Sequence[dict]) -> dict[str, str]:
     return {name: sha for entry in entries for name, sha in entry["sha256"].items()}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_json(path: Path, value: object) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:150]

@@ -1,0 +1,27 @@
+"""Small file helpers shared by everything that stages, delivers or publishes files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (constant memory)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_json(path: Path, value: object) -> None:
+    """Write ``value`` as stable, readable JSON (sorted keys, dates as ISO strings)."""
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def slug(text: str) -> str:
+    """``text`` made safe as one file or folder name (an Airflow run id, say)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:150]
