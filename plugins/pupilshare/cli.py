@@ -127,9 +127,11 @@ def _print_summary(settings, feed_date, outcomes, summary) -> None:
         colour = "green" if outcome.state == "success" else "red"
         runs.add_row(outcome.dag_id, outcome.run_id, f"[{colour}]{outcome.state}[/]", ", ".join(outcome.failed_tasks))
     console.print(runs)
-    for batch in summary["batches"][:3]:
-        rows = sum(batch["row_counts"].values())
-        console.print(f"load batch {batch['load_batch_id']} ({batch['source_name']}, {batch['status']}): {rows:,} rows")
+    for loaded in summary["returns"]:
+        console.print(
+            f"loaded {loaded['return_type']}: {loaded['file_sets']:,} file sets, {loaded['rows_loaded']:,} rows, "
+            f"{loaded['findings']:,} validation findings"
+        )
     for gate in summary["gates"]:
         verdict = "[green]passed[/]" if gate["success"] else f"[red]FAILED[/] {gate['failures']}"
         console.print(f"gate {gate['suite_name']} for {gate['feed_date']}: {verdict} ({gate['evaluated_rows']:,} rows)")

@@ -9,13 +9,18 @@ import psycopg
 
 
 def run_summary(conn: psycopg.Connection, run_ids: list[str]) -> dict[str, Any]:
-    """Summarise the latest load batches and the gates and deliveries of the given Airflow run ids."""
-    summary: dict[str, Any] = {"batches": [], "gates": [], "deliveries": [], "statistics": []}
+    """Summarise what is loaded (per return type) and the gates and deliveries of the given Airflow run ids."""
+    summary: dict[str, Any] = {"returns": [], "gates": [], "deliveries": [], "statistics": []}
     if _table_exists(conn, "raw.load_batches"):
-        summary["batches"] = _rows(
+        summary["returns"] = _rows(
             conn,
-            """select load_batch_id, source_name, status, row_counts, loaded_at
-               from raw.load_batches order by load_batch_id desc limit 5""",
+            """select batches.return_type, count(distinct batches.load_batch_id) as file_sets,
+                      coalesce(sum(counts.value::bigint), 0) as rows_loaded,
+                      (select count(*) from raw.validation_findings as findings
+                       where findings.return_type = batches.return_type) as findings
+               from raw.load_batches as batches
+               left join lateral jsonb_each_text(batches.row_counts) as counts on true
+               group by batches.return_type order by batches.return_type""",
         )
     if _table_exists(conn, "ledger.gate_results"):
         summary["gates"] = _rows(
