@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
 from pupilshare import PROJECT_ROOT
@@ -64,4 +64,16 @@ def render_config(select: list[str] | None = None, *, selector: str | None = Non
         load_method=LoadMode.DBT_LS,
         invocation_mode=InvocationMode.DBT_RUNNER,
         test_behavior=TestBehavior.AFTER_EACH,
+    )
+
+
+def build_models_group(render: RenderConfig, *, only_tests_within_selection: bool = False) -> DbtTaskGroup:
+    """The ``build_models`` task group of a publish DAG: the selected models, each followed by its data tests."""
+    return DbtTaskGroup(
+        group_id="build_models",
+        project_config=project_config(),
+        profile_config=profile_config(),
+        execution_config=execution_config(only_tests_within_selection=only_tests_within_selection),
+        render_config=render,
+        operator_args={"vars": dbt_vars()},
     )

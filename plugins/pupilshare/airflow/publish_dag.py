@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, dag, get_current_context, task
-from cosmos import DbtTaskGroup
 
 from pupilshare.airflow import cosmos_config as dbt_config
 from pupilshare.airflow.assets import feed_asset
@@ -40,14 +39,9 @@ def build_publish_dag(recipient_id: str) -> DAG:
         doc_md=f"**Legal basis:** {recipient.legal_basis}\n\n**Cohort:** {recipient.cohort.description}",
     )
     def publish():
-        build = DbtTaskGroup(
-            group_id="build_models",
-            project_config=dbt_config.project_config(),
-            profile_config=dbt_config.profile_config(),
-            execution_config=dbt_config.execution_config(),
-            # the mart and all it reads, plus the batch register the staging tests check batch ids against
-            render_config=dbt_config.render_config([f"+{recipient.mart}", "stg_pipeline__load_batches"]),
-            operator_args={"vars": dbt_config.dbt_vars()},
+        # the mart and all it reads, plus the batch register the staging tests check batch ids against
+        build = dbt_config.build_models_group(
+            dbt_config.render_config([f"+{recipient.mart}", "stg_pipeline__load_batches"])
         )
 
         @task(retries=0)

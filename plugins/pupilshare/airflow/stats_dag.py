@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import DAG, dag, get_current_context, task
-from cosmos import DbtTaskGroup
 
 from pupilshare.airflow import cosmos_config as dbt_config
 from pupilshare.airflow.assets import feed_asset
@@ -38,13 +37,9 @@ def build_statistics_dag() -> DAG:
         doc_md=f"**Tables:** {tables}\n\n**Rules:** SHARING_RULES.md, 'Disclosure control for statistics'",
     )
     def publish():
-        build = DbtTaskGroup(
-            group_id="build_models",
-            project_config=dbt_config.project_config(),
-            profile_config=dbt_config.profile_config(),
-            execution_config=dbt_config.execution_config(only_tests_within_selection=True),
-            render_config=dbt_config.render_config(selector="statistics"),  # +path:models/stats, cautious
-            operator_args={"vars": dbt_config.dbt_vars()},
+        build = dbt_config.build_models_group(
+            dbt_config.render_config(selector="statistics"),  # +path:models/stats, cautious
+            only_tests_within_selection=True,
         )
 
         @task(retries=0)
