@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from pupilshare.airflow.assets import RAW_CENSUS
 from pupilshare.airflow.callbacks import alert_on_failure
@@ -28,7 +29,11 @@ def pupilshare_ingest():
     def load_census_returns() -> dict:
         from pupilshare.ingest import ingest_inbox
 
-        return ingest_inbox().as_dict()
+        summary = ingest_inbox().as_dict()
+        if not summary["loaded"]:
+            # skipped: no Asset event, so the publish DAGs run only after fresh returns (or on their own schedule)
+            raise AirflowSkipException(f"nothing new loaded from the inbox: {summary}")
+        return summary
 
     load_census_returns()
 

@@ -109,6 +109,29 @@ def run(
         raise typer.Exit(code=1)
 
 
+@app.command("deploy-init")
+def deploy_init() -> None:
+    """One-off set-up before the Airflow services start (docker-compose's airflow-init, then `airflow db migrate`):
+    the data folder layout, the data database on PUPILSHARE_DATABASE_URL, and the Airflow admin password from
+    PUPILSHARE_AIRFLOW_ADMIN_PASSWORD written to the simple auth manager's password file."""
+    import os
+
+    from pupilshare.db import database_server
+    from pupilshare.deploy import write_admin_password
+
+    settings = load_settings()
+    if not settings.database_url:
+        raise typer.BadParameter("set PUPILSHARE_DATABASE_URL: the services share one external PostgreSQL")
+    passwords_file = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+    if not passwords_file:
+        raise typer.BadParameter("set AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE (see docker-compose.yml)")
+    settings.ensure_folders()
+    with database_server(settings) as endpoints:
+        console.print(f"data database ready: {endpoints.dbt_env()['PUPILSHARE_DB_NAME']}")
+    write_admin_password(Path(passwords_file), os.environ.get("PUPILSHARE_AIRFLOW_ADMIN_PASSWORD", ""))
+    console.print(f"data folder ready: {settings.data_dir}; admin password written to {passwords_file}")
+
+
 def _parse_date(value: str | None) -> dt.date | None:
     if value is None:
         return None

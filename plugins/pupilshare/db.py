@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -45,9 +45,10 @@ class DatabaseEndpoints:
         return {
             "PUPILSHARE_DB_HOST": host,
             "PUPILSHARE_DB_PORT": str(parts.port or 5432),
-            "PUPILSHARE_DB_USER": parts.username or "postgres",
-            "PUPILSHARE_DB_PASSWORD": parts.password or "",
-            "PUPILSHARE_DB_NAME": parts.path.lstrip("/") or DATA_DATABASE,
+            # a URL percent-encodes reserved characters (a password with @ or /); dbt wants them plain
+            "PUPILSHARE_DB_USER": unquote(parts.username or "postgres"),
+            "PUPILSHARE_DB_PASSWORD": unquote(parts.password or ""),
+            "PUPILSHARE_DB_NAME": unquote(parts.path.lstrip("/")) or DATA_DATABASE,
         }
 
 

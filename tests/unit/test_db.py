@@ -31,3 +31,9 @@ def test_dbt_env__tcp_url():
         "6543",
         "secret",
     )
+
+
+def test_dbt_env__percent_encoded_credentials_are_decoded():
+    """An external server's password with reserved characters is percent-encoded in the URL; dbt needs it plain."""
+    env = DatabaseEndpoints("postgresql://app%40la:p%40ss%3Aw%2Frd%25@db:5432/data", "x", embedded=False).dbt_env()
+    assert (env["PUPILSHARE_DB_USER"], env["PUPILSHARE_DB_PASSWORD"]) == ("app@la", "p@ss:w/rd%")

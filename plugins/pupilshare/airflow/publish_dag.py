@@ -1,16 +1,22 @@
 """The publish DAG of one recipient, built from the recipient policy.
 
-build the recipient's models (cosmos task group, tests after each model) -> gate and stage -> deliver and record.
+returns loaded? (short circuit) -> build the recipient's models (cosmos task group, tests after each model) -> gate
+and stage -> deliver and record.
+
+Scheduled on the policy's cron (Europe/London) *or* whenever the ingest DAG has loaded fresh returns (the
+``RAW_CENSUS`` Asset). An asset-triggered run has no data interval: its feed date is the day it was triggered
+(:data:`FEED_DATE_TEMPLATE`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, dag, get_current_context, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 
 from pupilshare.airflow import cosmos_config as dbt_config
-from pupilshare.airflow.assets import feed_asset
+from pupilshare.airflow.assets import RAW_CENSUS, feed_asset
 from pupilshare.airflow.callbacks import alert_on_failure
 from pupilshare.policy import load_policy
 
@@ -22,6 +28,34 @@ DEFAULT_ARGS = {
     "on_failure_callback": alert_on_failure,
 }
 
+#: The policy's delivery times are London times (``plugins/pupilshare/policy/recipients.yml``).
+SCHEDULE_TIMEZONE = "Europe/London"
+
+
+def publish_schedule(cron: str) -> AssetOrTimeSchedule:
+    """Run on ``cron`` (London time) and also as soon as the ingest DAG has loaded fresh returns."""
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone=SCHEDULE_TIMEZONE), assets=RAW_CENSUS)
+
+
+def feed_date_of_run(context) -> dt.date:
+    """The run's feed date: its data-interval end, or for an asset-triggered run (no interval) the day it was
+    triggered (SHARING_RULES.md, "Dates and ages")."""
+    moment = context["data_interval_end"] or context["dag_run"].run_after
+    return moment.date()
+
+
+def returns_loaded_guard():
+    """A short-circuit task: with no return loaded yet there is nothing to publish, so the rest of the run is
+    skipped (the first scheduled run after deployment, before the first ingest)."""
+
+    @task.short_circuit(task_id="returns_loaded")
+    def returns_loaded() -> bool:
+        from pupilshare.ingest.inbox import has_loaded_returns
+
+        return has_loaded_returns()
+
+    return returns_loaded()
+
 
 def build_publish_dag(recipient_id: str) -> DAG:
     """Return the DAG ``pupilshare_publish_<recipient_id>`` scheduled as the policy says."""
@@ -30,7 +64,7 @@ def build_publish_dag(recipient_id: str) -> DAG:
     @dag(
         dag_id=f"pupilshare_publish_{recipient_id}",
         description=f"Build, gate, deliver and record the feed for {recipient.name}",
-        schedule=recipient.delivery.schedule,
+        schedule=publish_schedule(recipient.delivery.schedule),
         start_date=datetime(2026, 1, 1),
         catchup=False,
         max_active_runs=1,
@@ -49,7 +83,7 @@ def build_publish_dag(recipient_id: str) -> DAG:
             from pupilshare.publish import gate_feed
 
             context = get_current_context()
-            return gate_feed(recipient_id, feed_date=context["data_interval_end"].date(), run_id=context["run_id"])
+            return gate_feed(recipient_id, feed_date=feed_date_of_run(context), run_id=context["run_id"])
 
         @task(outlets=[feed_asset(recipient_id)])
         def deliver_and_record(staging_dir: str) -> dict:
@@ -58,7 +92,7 @@ def build_publish_dag(recipient_id: str) -> DAG:
             return deliver_feed(staging_dir)
 
         staged = gate_and_stage()
-        build >> staged
+        returns_loaded_guard() >> build >> staged
         deliver_and_record(staged)
 
     return publish()

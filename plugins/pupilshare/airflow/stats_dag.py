@@ -13,11 +13,12 @@ from airflow.sdk import DAG, dag, get_current_context, task
 
 from pupilshare.airflow import cosmos_config as dbt_config
 from pupilshare.airflow.assets import feed_asset
-from pupilshare.airflow.publish_dag import DEFAULT_ARGS
+from pupilshare.airflow.publish_dag import DEFAULT_ARGS, publish_schedule, returns_loaded_guard
 from pupilshare.stats.registry import default_registry
 
 DAG_ID = "pupilshare_publish_statistics"
-#: Monthly, early on the 1st: statistics follow the termly census, a month is fresh enough and reruns are no-ops.
+#: Monthly, early on the 1st (London), and after fresh returns: statistics follow the termly census, a month is fresh
+#: enough and reruns are no-ops.
 SCHEDULE = "0 6 1 * *"
 
 
@@ -28,7 +29,7 @@ def build_statistics_dag() -> DAG:
     @dag(
         dag_id=DAG_ID,
         description="Build the stats models, suppress and audit them, publish EES open data files, record them",
-        schedule=SCHEDULE,
+        schedule=publish_schedule(SCHEDULE),
         start_date=datetime(2026, 1, 1),
         catchup=False,
         max_active_runs=1,
@@ -55,7 +56,7 @@ def build_statistics_dag() -> DAG:
             return publish_staged_statistics(staging_dir)
 
         staged = suppress_audit_gate_and_stage()
-        build >> staged
+        returns_loaded_guard() >> build >> staged
         publish_and_record(staged)
 
     return publish()

@@ -105,6 +105,18 @@ def ingest_inbox(settings: Settings | None = None) -> IngestSummary:
     return summary
 
 
+def has_loaded_returns(settings: Settings | None = None) -> bool:
+    """Whether any return has been loaded into ``raw`` yet (a publish before the first load has nothing to build)."""
+    from pupilshare.db import database_server
+
+    settings = settings or load_settings()
+    with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
+        if conn.execute("select to_regclass('raw.load_batches')").fetchone()[0] is None:
+            return False
+        row = conn.execute("select exists (select 1 from raw.load_batches where status = 'loaded')").fetchone()
+        return bool(row[0])
+
+
 def _ingest_one(conn, return_type: ReturnType, entry: Path, summary: IngestSummary, settings: Settings) -> None:
     try:
         result = return_type.loader(conn, entry, max_file_bytes=settings.max_inbox_file_bytes)
