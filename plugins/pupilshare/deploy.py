@@ -72,8 +72,9 @@ class Topology:
 def airflow_environment(topology: Topology, settings: Settings) -> dict[str, str]:
     """The ``AIRFLOW__*`` settings every service of the topology shares (docker-compose's ``x-airflow-common``).
 
-    Timeouts are generous: parsing a publish DAG runs ``dbt ls`` (cached by cosmos), which takes tens of seconds on
-    a loaded machine, and the dbt project only changes on deploy, so DAG files are re-parsed every 10 minutes.
+    Timeouts are generous, as seen on 2 loaded cores: the workers' 5-second default for execution API calls failed
+    task attempts before they started, and parsing a publish DAG runs ``dbt ls`` (cached by cosmos), which takes tens
+    of seconds. The dbt project only changes on deploy, so DAG files are re-parsed every 10 minutes.
     """
     return {
         "AIRFLOW_HOME": str(settings.airflow_home),
@@ -100,6 +101,8 @@ def airflow_environment(topology: Topology, settings: Settings) -> dict[str, str
         "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "600",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "1800",
+        # a task's calls to the api-server (default 5 s) time out on a loaded machine and fail the attempt
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(topology.scheduler_health_port),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(topology.worker_log_server_port),

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import os
 import secrets
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -107,24 +109,43 @@ def _wait(what: str, check, timeout: float, services: ServiceGroup, interval: fl
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error}):\n{logs}")
 
 
-def _finished_run(api: Api, dag_id: str, run_type: str):
-    """The first run of ``run_type`` once it has finished; fails at once if it failed."""
+def _finished_run(api: Api, dag_id: str, run_type: str, airflow_home: Path):
+    """The first run of ``run_type`` once it has finished; fails at once, with the failed task's log, if it failed."""
 
     def check():
         for run in api.runs(dag_id):
             if run["run_type"] != run_type or run["state"] in {"queued", "running"}:
                 continue
             if run["state"] != "success":
-                failed = [
-                    ti["task_id"]
-                    for ti in api.task_instances(dag_id, run["dag_run_id"])
-                    if ti["state"] in {"failed", "upstream_failed"}
-                ]
-                pytest.fail(f"{dag_id} {run_type} run {run['dag_run_id']} ended {run['state']}; failed tasks {failed}")
+                instances = api.task_instances(dag_id, run["dag_run_id"])
+                failed = sorted(ti["task_id"] for ti in instances if ti["state"] == "failed")
+                detail = _task_log_tail(airflow_home, dag_id, run["dag_run_id"], failed[0]) if failed else ""
+                pytest.fail(
+                    f"{dag_id} {run_type} run {run['dag_run_id']} ended {run['state']}; failed {failed}\n{detail}"
+                )
             return run
         return None
 
     return check
+
+
+def _task_log_tail(airflow_home: Path, dag_id: str, run_id: str, task_id: str, lines: int = 25) -> str:
+    """The warnings and errors of a task's last attempt, from the worker's log files (JSON lines)."""
+    attempts = sorted(
+        (airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}").glob("*.log")
+    )
+    if not attempts:
+        return f"(no log for {task_id})"
+    events = []
+    for line in attempts[-1].read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            events.append(line)
+            continue
+        if event.get("level") in {"error", "critical"} or "error_detail" in event:
+            events.append(f"{event.get('event')} {event.get('error_detail', '')}"[:3000])
+    return f"--- {attempts[-1].name} of {task_id}\n" + "\n".join(events[-lines:])
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +178,7 @@ def topology(admin_url: str, tmp_path_factory: pytest.TempPathFactory):
         result_backend="db+" + airflow_url.replace("+psycopg2", ""),
         api_host="127.0.0.1",
         api_port=_free_port(),
-        jwt_secret=secrets.token_urlsafe(32),
+        jwt_secret=secrets.token_urlsafe(64),
         api_secret_key=secrets.token_urlsafe(32),
         fernet_key=Fernet.generate_key().decode(),
         admin_passwords_file=root / "airflow-admin-password.json",
@@ -205,14 +226,24 @@ def pipeline(topology):
     for dag_id in PUBLISH:
         api.unpause(dag_id)
     catch_up = {
-        dag_id: _wait(f"{dag_id}'s catch-up run", _finished_run(api, dag_id, "scheduled"), RUN_TIMEOUT, services)
+        dag_id: _wait(
+            f"{dag_id}'s catch-up run",
+            _finished_run(api, dag_id, "scheduled", settings.airflow_home),
+            RUN_TIMEOUT,
+            services,
+        )
         for dag_id in PUBLISH
     }
     api.unpause(INGEST)
-    ingest = _wait("the ingest run", _finished_run(api, INGEST, "scheduled"), RUN_TIMEOUT, services)
+    ingest = _wait(
+        "the ingest run", _finished_run(api, INGEST, "scheduled", settings.airflow_home), RUN_TIMEOUT, services
+    )
     published = {
         dag_id: _wait(
-            f"{dag_id}'s asset-triggered run", _finished_run(api, dag_id, "asset_triggered"), RUN_TIMEOUT, services
+            f"{dag_id}'s asset-triggered run",
+            _finished_run(api, dag_id, "asset_triggered", settings.airflow_home),
+            RUN_TIMEOUT,
+            services,
         )
         for dag_id in PUBLISH
     }

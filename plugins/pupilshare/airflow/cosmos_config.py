@@ -10,8 +10,9 @@ from pupilshare import PROJECT_ROOT
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
 #: dbt's var ``feed_date`` is the run's data-interval end (SHARING_RULES.md, "Dates and ages"); an asset-triggered
-#: run has no data interval, so its feed date is the day it was triggered (``run_after``).
-FEED_DATE_TEMPLATE = "{{ (data_interval_end or dag_run.run_after) | ds }}"
+#: run has no data interval (and no ``data_interval_end`` in its context), so its feed date is the day it was
+#: triggered (``run_after``).
+FEED_DATE_TEMPLATE = "{{ (dag_run.data_interval_end or dag_run.run_after) | ds }}"
 
 
 def dbt_vars() -> dict[str, str]:

@@ -40,7 +40,8 @@ def publish_schedule(cron: str) -> AssetOrTimeSchedule:
 def feed_date_of_run(context) -> dt.date:
     """The run's feed date: its data-interval end, or for an asset-triggered run (no interval) the day it was
     triggered (SHARING_RULES.md, "Dates and ages")."""
-    moment = context["data_interval_end"] or context["dag_run"].run_after
+    dag_run = context["dag_run"]
+    moment = dag_run.data_interval_end or dag_run.run_after
     return moment.date()
 
 
