@@ -11,7 +11,8 @@ through the REST API:
 3. that Asset event triggers a run of each publish DAG, which builds the dbt models, gates, delivers and records.
 
 The test then checks the feeds and the ledger, that every task ran on the worker's queue, and that stopping the
-services leaves no process behind. About 10 to 25 minutes on 2 loaded cores; ``-m topology`` selects it.
+services leaves no process behind. Deselected by default (``-m topology`` selects it): it needs an hour or more on
+2 heavily loaded cores; tests/deploy/test_celery_topology_smoke.py is the CI-sized form.
 """
 
 from __future__ import annotations

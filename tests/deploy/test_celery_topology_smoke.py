@@ -1,7 +1,7 @@
-"""The reduced, CI-sized form of tests/deploy/test_celery_topology.py (which takes 15 to 45 minutes on 2 loaded cores
-and runs with ``-m topology``): the same services, started the same way, come up healthy; the ingest DAG's cron run
-executes on the Celery worker, loads the inbox and updates the ``pupilshare_raw_census`` Asset; the Asset event
-creates a run of each publish DAG. The publish runs themselves are not awaited (the full test does that)."""
+"""The reduced, CI-sized form of tests/deploy/test_celery_topology.py (which needs an hour or more on 2 heavily
+loaded cores and runs with ``-m topology``): the same services, started the same way, come up healthy; the ingest
+DAG's cron run executes on the Celery worker, loads the inbox and updates the ``pupilshare_raw_census`` Asset; the
+Asset event creates a run of each publish DAG. The publish runs themselves are not awaited (the full test does)."""
 
 from __future__ import annotations
 
