@@ -186,6 +186,7 @@ def topology(admin_url: str, tmp_path_factory: pytest.TempPathFactory):
         yield Deployment(settings, spec, services, api)
     finally:
         leftovers = services.stop()
+        _forget_queue(spec.queue)
         with psycopg.connect(admin_url, autocommit=True) as conn:
             for database in databases:
                 conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(database)))
@@ -196,6 +197,15 @@ def _healthy(api: Api) -> bool:
     health = api.health()
     components = ("metadatabase", "scheduler", "dag_processor", "triggerer")
     return all(health.get(component, {}).get("status") == "healthy" for component in components)
+
+
+def _forget_queue(queue: str) -> None:
+    """Remove the run's Celery queue and kombu bindings from Redis (tasks left queued when the services stopped)."""
+    import redis
+
+    client = redis.Redis(host=REDIS[0], port=REDIS[1], db=0)
+    client.delete(queue, *client.keys(f"_kombu.binding*.{queue}"))
+    client.close()
 
 
 @dataclass
