@@ -27,20 +27,28 @@ with latest_return_per_school as (
     order by laestab, reference_date desc nulls last, load_batch_id desc
 ),
 addresses as (
-    select _load_batch_id, _row_number, pupilonrolltableid, postcode from raw.census_addressesonroll
+    select 'addressesonroll' as table_name, _load_batch_id, _row_number, pupilonrolltableid, postcode
+    from raw.census_addressesonroll
     union all
-    select _load_batch_id, _row_number, pupilonrolltableid, postcode from raw.census_addresses
+    select 'addresses' as table_name, _load_batch_id, _row_number, pupilonrolltableid, postcode
+    from raw.census_addresses
+),
+first_addresses as (
+    -- a pupil may have several addresses: the first in the file
+    select distinct on (_load_batch_id, trim(pupilonrolltableid))
+        _load_batch_id, trim(pupilonrolltableid) as pupil_table_id, postcode
+    from addresses
+    where not exists (
+        select 1 from raw.census_rejected_rows as rejected
+        where rejected.load_batch_id = addresses._load_batch_id
+            and rejected.table_name = addresses.table_name
+            and rejected.row_number = addresses._row_number
+    )
+    order by _load_batch_id, trim(pupilonrolltableid), _row_number
 )
 select
     pupils.upn, pupils.dob, pupils.ncyearactual, pupils.enrolstatus, pupils._load_batch_id, pupils._row_number,
-    latest.reference_date, schools.phase, schools.lowestncyeargroup,
-    (
-        select addresses.postcode from addresses
-        where addresses._load_batch_id = pupils._load_batch_id
-            and trim(addresses.pupilonrolltableid) = trim(pupils.pupilonrolltableid)
-        order by addresses._row_number
-        limit 1
-    ) as postcode
+    latest.reference_date, schools.phase, schools.lowestncyeargroup, first_addresses.postcode
 from raw.census_pupilonroll as pupils
 inner join latest_return_per_school as latest
     on pupils._load_batch_id = latest.load_batch_id
@@ -48,6 +56,9 @@ inner join latest_return_per_school as latest
 left join raw.census_school as schools
     on schools._load_batch_id = pupils._load_batch_id
     and trim(schools.schoolcensustableid) = trim(pupils.schoolcensustableid)
+left join first_addresses
+    on first_addresses._load_batch_id = pupils._load_batch_id
+    and first_addresses.pupil_table_id = trim(pupils.pupilonrolltableid)
 where not exists (
     select 1 from raw.census_rejected_rows as rejected
     where rejected.load_batch_id = pupils._load_batch_id
