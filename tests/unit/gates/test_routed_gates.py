@@ -224,3 +224,12 @@ def test_post16_gate__column_outside_allow_list_fails(docs):
     feed["home_postcode"] = "NR1 1AA"
     result = _gate(feed, docs)
     assert "columns_match_policy" in _failed_checks(result), result.failures
+
+
+def test_post16_gate__empty_feed_passes_when_no_set_has_anyone(docs):
+    """Before any application (or with none loaded) every set is empty: an empty feed passes, a row would not."""
+    truth = _post16_truth()
+    truth["routes"] = [()] * len(truth)
+    empty = _post16_feed([])
+    result = run_feed_gate(empty, truth, recipient=POST16, feed_date=FEED_DATE, run_id="unit", data_docs_dir=docs)
+    assert result.success, result.failures
