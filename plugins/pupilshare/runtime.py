@@ -28,8 +28,6 @@ def runtime_environment(settings: Settings, endpoints: DatabaseEndpoints) -> dic
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            # parsing a publish DAG runs `dbt ls`: well over Airflow's 30-second default on a loaded machine
-            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.airflow_home / "logs"),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
             "AIRFLOW__COSMOS__CACHE_DIR": str(settings.airflow_home / "cosmos_cache"),
