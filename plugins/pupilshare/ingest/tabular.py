@@ -162,7 +162,14 @@ def load_csv_return(conn: psycopg.Connection, entry: Path, *, spec: CsvReturn, m
         if is_server_fault(error):
             raise  # the server or connection failed, not the file: the task retries, nothing is quarantined
         raise ReturnRejectedError(
-            [Finding(entry.name, "FILE-UNREADABLE", "error", f"PostgreSQL refused the file set: {error}".strip())]
+            [
+                Finding(
+                    entry.name,
+                    "FILE-UNREADABLE",
+                    "error",
+                    f"PostgreSQL refused the file set: {error.diag.message_primary or type(error).__name__}",
+                )
+            ]
         ) from error
     counts = {
         "error": sum(f.severity == "error" for f in findings),
