@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 #: Independent truth per recipient: who is in the cohort and who is restricted, from the raw returns.
 TRUTH_LOADERS: dict[str, Callable[..., pd.DataFrame]] = {"yss": load_yss_truth}
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 class DeliveryIntegrityError(RuntimeError):
@@ -235,7 +235,9 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, dt.date):
         return value.isoformat()
-    text = str(value)
+    # a lone carriage return is a row break to CSV readers but is not quoted by the writer (lineterminator "\n"):
+    # normalised to "\n", which the writer quotes, so no value can split a row
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
