@@ -269,3 +269,18 @@ def test_project_roles__prefix_must_be_a_safe_name():
     assert default_role_prefix("pupilshare_test_0123456789") == "pupilshare_test_0123456789"
     long = default_role_prefix("x" * 80)
     assert len(long) <= 40 and long != default_role_prefix("x" * 79)
+
+
+def test_pupilshare_run__bootstraps_the_roles_when_its_connection_may(scratch_db):
+    """`pupilshare run` makes the roles on a server where it may create roles (the embedded one), else leaves it to
+    a DBA (`pupilshare roles --admin-url`)."""
+    from pupilshare.cli import _bootstrap_roles
+
+    roles = project_roles(default_role_prefix(_database(scratch_db)))
+    try:
+        _bootstrap_roles(Settings(database_url=scratch_db), scratch_db)
+        assert _reads(scratch_db, roles.dpo, "select count(*) from ledger.deliveries") == [(0,)]
+        _bootstrap_roles(Settings(database_url=scratch_db), as_role(scratch_db, roles.owner))  # may not: no error
+    finally:
+        with psycopg.connect(scratch_db, autocommit=True) as conn:
+            drop_roles(conn, roles)
