@@ -292,8 +292,8 @@ def expired_batches(conn: psycopg.Connection, *, as_of: dt.date, policy: Retenti
     """``(load_batch_id, return_type)`` of every batch past its period, closed downwards per return type.
 
     A batch goes when it was loaded more than ``days_for(return_type)`` days before ``as_of``, or is superseded and
-    was loaded more than ``superseded_days`` before it. Every earlier batch of the same return type that is not
-    current any more goes with it, so removal never leaves an older superseded return to become current again.
+    was loaded more than ``superseded_days`` before it. Every earlier batch of the same return type as a batch that
+    expired by age goes with it, so removal never leaves an older superseded return to become current again.
     """
     if not _table_exists(conn, "raw", "load_batches"):
         return []

@@ -8,8 +8,11 @@ server must not be restarted under other test sessions; Airflow's metadata stays
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,13 +26,16 @@ pytestmark = [pytest.mark.dags, pytest.mark.integration]
 
 
 @pytest.fixture
-def private_server(tmp_path):
+def private_server():
+    """A private cluster in its own folder (not pytest's tmp_path, which concurrent sessions prune)."""
     pgserver = pytest.importorskip("pgserver")
-    server = pgserver.get_server(tmp_path / "pgdata", cleanup_mode="stop")
+    folder = Path(tempfile.mkdtemp(prefix="pupilshare-pgrestart-"))
+    server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
     try:
         yield server
     finally:
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _restart(server) -> None:
@@ -48,7 +54,7 @@ def _restart_when_copy_blocks(url: str, table: str, server, outcome: dict) -> No
     try:
         with psycopg.connect(url) as blocker:
             blocker.execute(sql.SQL("lock table raw.{} in share mode").format(sql.Identifier(table)))
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
                 waiting = blocker.execute(
                     "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query ilike 'copy%%' "
@@ -89,22 +95,22 @@ def test_ingest_dag__postgres_restart_mid_load__task_retries_to_success(tmp_path
 
     from pupilshare import PROJECT_ROOT
 
-    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).get_dag("pupilshare_ingest")
-    for task in dag.tasks:
-        task.retry_delay = dt.timedelta(seconds=2)  # the DAG's 30 s would only slow the test down
-        task.retry_exponential_backoff = 0
+    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "pupilshare_ingest.py")).get_dag("pupilshare_ingest")
+    (task,) = dag.tasks
+    assert task.retries >= 1, "the ingest task must retry"
     outcome: dict = {}
     restarter = threading.Thread(
         target=_restart_when_copy_blocks, args=(data_url, last_table, private_server, outcome), daemon=True
     )
     restarter.start()
     dag_run = dag.test(logical_date=dt.datetime(2026, 11, 29, 12, tzinfo=dt.UTC))
-    restarter.join(timeout=60)
+    restarter.join(timeout=300)
+    server_log = private_server.log.read_text(errors="replace")[-3000:]
 
-    assert outcome.get("restarted") and "error" not in outcome, outcome
-    assert str(dag_run.state) == "success"
+    assert outcome.get("restarted") and "error" not in outcome, (outcome, server_log)
+    assert str(dag_run.state) == "success", server_log
     (task_instance,) = dag_run.get_task_instances()
-    assert task_instance.try_number == 2, "the first try lost its connection to the restart; the retry loaded"
+    assert task_instance.try_number >= 2, "the first try lost its connection to the restart; a retry loaded"
     with psycopg.connect(data_url) as conn:
         batches = conn.execute("select count(*) from raw.load_batches").fetchone()[0]
         pupils = conn.execute("select count(*) from raw.census_pupilonroll").fetchone()[0]

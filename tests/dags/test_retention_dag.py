@@ -44,7 +44,7 @@ def test_retention_dag__moves_with_the_clock(tmp_path, scratch_db, monkeypatch):
 
     from pupilshare import PROJECT_ROOT
 
-    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).get_dag("pupilshare_retention")
+    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "pupilshare_retention.py")).get_dag("pupilshare_retention")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     today_run = dag.test(logical_date=now)
     assert str(today_run.state) == "success"
