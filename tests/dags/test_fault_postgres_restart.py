@@ -52,11 +52,12 @@ def _restart(server) -> None:
 def _restart_when_copy_blocks(url: str, table: str, server, outcome: dict) -> None:
     """Hold a SHARE lock on ``table`` so the loader's COPY into it waits mid-load, then restart the server."""
     try:
-        with psycopg.connect(url) as blocker:
+        with psycopg.connect(url) as blocker, psycopg.connect(url, autocommit=True) as watcher:
             blocker.execute(sql.SQL("lock table raw.{} in share mode").format(sql.Identifier(table)))
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
-                waiting = blocker.execute(
+                # autocommit: pg_stat_activity is a snapshot per transaction
+                waiting = watcher.execute(
                     "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query ilike 'copy%%' "
                     "and query like %s",
                     (f'%"{table}"%',),
@@ -76,7 +77,9 @@ def _restart_when_copy_blocks(url: str, table: str, server, outcome: dict) -> No
         outcome["error"] = repr(error)
 
 
-def test_ingest_dag__postgres_restart_mid_load__task_retries_to_success(tmp_path, private_server, monkeypatch):
+def test_ingest_dag__postgres_restart_mid_load__task_retries_to_success(
+    tmp_path, private_server, monkeypatch, single_dag
+):
     server_url = private_server.get_uri()
     ensure_database(server_url, "pupilshare")
     data_url = with_database(server_url, "pupilshare")
@@ -91,11 +94,7 @@ def test_ingest_dag__postgres_restart_mid_load__task_retries_to_success(tmp_path
     monkeypatch.setenv("PUPILSHARE_DATABASE_URL", data_url)
     monkeypatch.setenv("PUPILSHARE_DATA_DIR", str(data_dir))
 
-    from airflow.dag_processing.dagbag import DagBag
-
-    from pupilshare import PROJECT_ROOT
-
-    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "pupilshare_ingest.py")).get_dag("pupilshare_ingest")
+    dag = single_dag("pupilshare_ingest")
     (task,) = dag.tasks
     assert task.retries >= 1, "the ingest task must retry"
     outcome: dict = {}

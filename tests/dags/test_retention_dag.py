@@ -27,7 +27,7 @@ def _counts(url: str) -> dict[str, int]:
         }
 
 
-def test_retention_dag__moves_with_the_clock(tmp_path, scratch_db, monkeypatch):
+def test_retention_dag__moves_with_the_clock(tmp_path, scratch_db, monkeypatch, single_dag):
     settings = Settings(database_url=scratch_db, data_dir=tmp_path / "data")
     settings.ensure_folders()
     extract = build_census_extract(schools=3, pupils=300, seed=4)
@@ -40,11 +40,7 @@ def test_retention_dag__moves_with_the_clock(tmp_path, scratch_db, monkeypatch):
     before = _counts(scratch_db)
     assert before["batches"] > 0 and before["named_ncmp"] > 0
 
-    from airflow.dag_processing.dagbag import DagBag
-
-    from pupilshare import PROJECT_ROOT
-
-    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "pupilshare_retention.py")).get_dag("pupilshare_retention")
+    dag = single_dag("pupilshare_retention")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     today_run = dag.test(logical_date=now)
     assert str(today_run.state) == "success"
