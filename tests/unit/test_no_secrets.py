@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -43,8 +44,11 @@ def _findings(name: str, text: str) -> list[str]:
 
 def test_tracked_files__hold_no_secret():
     findings = []
+    this_file = Path(__file__).resolve()
     for name in _tracked_files():
         path = PROJECT_ROOT / name
+        if path.resolve() == this_file:  # its planted examples below are the scanner's own test
+            continue
         try:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
