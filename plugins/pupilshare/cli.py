@@ -76,11 +76,30 @@ def benchmark_ingest(
         "postgresql://postgres@127.0.0.1:5432/postgres"
     ),
     pandas_limit: Annotated[int, typer.Option(help="Time pandas on at most this many rows, then scale.")] = 100_000,
+    extract_cache: Annotated[
+        Path | None, typer.Option(help="Keep generated extracts here and reuse them (generating 1M pupils is slow).")
+    ] = None,
 ) -> None:
     """Time census loading (incl. validation) against raw COPY and pandas to_sql; print pupils per second."""
     from pupilshare.benchmarks.ingest import benchmark_ingest as run_benchmark
 
-    console.print(run_benchmark(pupils, admin_url=admin_url, pandas_limit=pandas_limit).to_markdown())
+    result = run_benchmark(pupils, admin_url=admin_url, pandas_limit=pandas_limit, extract_cache=extract_cache)
+    console.print(result.to_markdown(), soft_wrap=True)
+
+
+@app.command("benchmark-ctf")
+def benchmark_ctf(
+    pupils: Annotated[list[int], typer.Option(help="Pupils in the CTF; repeat for several sizes.")] = [100_000],  # noqa: B006
+    admin_url: Annotated[str, typer.Option(help="Server to use (a scratch database is made and dropped).")] = (
+        "postgresql://postgres@127.0.0.1:5432/postgres"
+    ),
+    pandas_limit: Annotated[int, typer.Option(help="Time pandas on at most this many pupils, then scale.")] = 100_000,
+) -> None:
+    """Time CTF loading (incl. validation) against raw COPY and pandas read_xml + to_sql; print pupils per second."""
+    from pupilshare.benchmarks.ctf import benchmark_ctf_load, ctf_runs_to_markdown
+
+    runs = benchmark_ctf_load(pupils, admin_url=admin_url, pandas_limit=pandas_limit)
+    console.print(ctf_runs_to_markdown(runs), soft_wrap=True)
 
 
 @app.command()

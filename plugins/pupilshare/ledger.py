@@ -58,6 +58,9 @@ create table if not exists ledger.disclosures (
     disclosed_at timestamptz not null default now()
 );
 create index if not exists disclosures__upn on ledger.disclosures (upn);
+-- routed recipients (one file per provider or children's centre): which route a delivery and its rows went to
+alter table ledger.deliveries add column if not exists route text;
+alter table ledger.disclosures add column if not exists route text;
 create table if not exists ledger.statistics_publications (
     publication_id uuid primary key,
     run_id text not null,
@@ -162,21 +165,25 @@ def delivery_exists(conn: psycopg.Connection, delivery_key: str) -> bool:
 
 
 def record_delivery(conn: psycopg.Connection, *, delivery: dict, rows: list[LedgerRow]) -> None:
-    """Insert the delivery and one disclosure row per pupil. Call inside the caller's transaction."""
+    """Insert the delivery and one disclosure row per pupil. Call inside the caller's transaction.
+
+    ``delivery["route"]`` (optional) is the provider or children's centre a routed recipient's file went to.
+    """
+    delivery = {**delivery, "route": delivery.get("route")}
     conn.execute(
         """insert into ledger.deliveries
                (delivery_id, delivery_key, recipient_id, feed_date, file_name, file_sha256, row_count, target,
-                legal_basis, run_id, policy_version, gate_result_id)
+                legal_basis, run_id, policy_version, gate_result_id, route)
            values (%(delivery_id)s, %(delivery_key)s, %(recipient_id)s, %(feed_date)s, %(file_name)s,
                    %(file_sha256)s, %(row_count)s, %(target)s, %(legal_basis)s, %(run_id)s, %(policy_version)s,
-                   %(gate_result_id)s)""",
+                   %(gate_result_id)s, %(route)s)""",
         delivery,
     )
     with (
         conn.cursor() as cursor,
         cursor.copy(
             """copy ledger.disclosures (delivery_id, recipient_id, upn, feed_date, fields_sent, legal_basis,
-                   file_sha256, run_id, policy_version, gate_result_id) from stdin"""
+                   file_sha256, run_id, policy_version, gate_result_id, route) from stdin"""
         ) as copy,
     ):
         for row in rows:
@@ -192,6 +199,7 @@ def record_delivery(conn: psycopg.Connection, *, delivery: dict, rows: list[Ledg
                     delivery["run_id"],
                     delivery["policy_version"],
                     delivery["gate_result_id"],
+                    delivery["route"],
                 )
             )
 

@@ -30,6 +30,8 @@ from pupilshare.files import slug as _slug
 from pupilshare.files import write_json as _write_json
 from pupilshare.gates import GateFailedError, run_feed_gate
 from pupilshare.gates.truth import load_yss_truth
+from pupilshare.gates.truths.post16 import load_post16_truth
+from pupilshare.gates.truths.sure_start import load_sure_start_truth
 from pupilshare.ledger import (
     LedgerRow,
     delivery_exists,
@@ -43,7 +45,11 @@ from pupilshare.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 #: Independent truth per recipient: who is in the cohort and who is restricted, from the raw returns.
-TRUTH_LOADERS: dict[str, Callable[..., pd.DataFrame]] = {"yss": load_yss_truth}
+TRUTH_LOADERS: dict[str, Callable[..., pd.DataFrame]] = {
+    "yss": load_yss_truth,
+    "post16": load_post16_truth,
+    "sure_start": load_sure_start_truth,
+}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
@@ -98,22 +104,135 @@ def gate_feed(recipient_id: str, *, feed_date: dt.date, run_id: str, settings: S
 
 
 def deliver_feed(staging_dir: str | Path, *, settings: Settings | None = None) -> dict[str, Any]:
-    """Deliver a gated, staged feed to the outbox and record every disclosure; a rerun delivers nothing twice."""
+    """Deliver a gated, staged feed to the outbox and record every disclosure; a rerun delivers nothing twice.
+
+    A routed recipient's feed is one file per route (provider, children's centre): every file is checked, then all
+    are delivered and recorded in one transaction (all or nothing); a file already delivered is not sent again.
+    """
     settings = settings or load_settings()
     staging = _checked_staging(Path(staging_dir), settings)
     stage = json.loads((staging / "stage.json").read_text(encoding="utf-8"))
     gate = json.loads((staging / "gate.json").read_text(encoding="utf-8"))
-    feed_file = staging / stage["file_name"]
-    if not gate.get("success") or _sha256(feed_file) != stage["file_sha256"]:
-        raise DeliveryIntegrityError(f"{feed_file} is not the file the gate passed; nothing delivered")
+    files = staged_files(stage)
+    for item in files:
+        feed_file = staging / item["file_name"]
+        if not gate.get("success") or _sha256(feed_file) != item["file_sha256"]:
+            raise DeliveryIntegrityError(f"{feed_file} is not the file the gate passed; nothing delivered")
     recipient = load_policy().recipient(stage["recipient_id"])
-    delivery_key = f"{recipient.recipient_id}|{stage['feed_date']}|{stage['file_sha256']}"
     with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
         ensure_ledger_schema(conn)
-        if delivery_exists(conn, delivery_key):
-            log.info("delivery %s already made; nothing delivered again", delivery_key)
-            return {"status": "already_delivered", "delivery_key": delivery_key}
-        return _deliver(conn, recipient, stage, gate, staging, delivery_key, settings)
+        pending = [item for item in files if not delivery_exists(conn, _delivery_key(recipient, stage, item))]
+        if not pending:
+            keys = [_delivery_key(recipient, stage, item) for item in files]
+            log.info("deliveries %s already made (or nothing to deliver); nothing delivered again", keys)
+            status = "already_delivered" if files else "nothing_to_deliver"
+            return {"status": status, "delivery_key": keys[0] if len(keys) == 1 else keys}
+        if stage.get("route_column") is None:
+            item = pending[0]
+            return _deliver(conn, recipient, stage, gate, staging, _delivery_key(recipient, stage, item), settings)
+        return _deliver_routes(conn, recipient, stage, gate, staging, pending, settings)
+
+
+def staged_files(stage: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files of a staged feed: one per route for a routed recipient, else the one file (``route`` None)."""
+    if "files" in stage:
+        return list(stage["files"])
+    return [
+        {
+            "route": None,
+            "file_name": stage["file_name"],
+            "file_sha256": stage["file_sha256"],
+            "row_count": stage["row_count"],
+        }
+    ]
+
+
+def _delivery_key(recipient: RecipientPolicy, stage: dict[str, Any], item: dict[str, Any]) -> str:
+    if item.get("route") is None:
+        return f"{recipient.recipient_id}|{stage['feed_date']}|{item['file_sha256']}"
+    return f"{recipient.recipient_id}|{stage['feed_date']}|{item['route']}|{item['file_sha256']}"
+
+
+def _deliver_routes(conn, recipient, stage, gate, staging, files, settings) -> dict[str, Any]:
+    """Deliver each route's file with its manifest into ``outbox/<recipient>/<route>/<feed date>/`` and record
+    them all in one transaction: every file lands with its ledger rows, or none does."""
+    by_route: dict[str, list[LedgerRow]] = {}
+    for item in _read_ledger_rows(staging):
+        by_route.setdefault(str(item["route"]), []).append(LedgerRow(item["upn"], tuple(item["fields_sent"])))
+    moves: list[tuple[Path, Path]] = []
+    deliveries = []
+    try:
+        with conn.transaction():
+            for item in files:
+                target_dir = (
+                    settings.outbox_dir / recipient.recipient_id / _slug(str(item["route"])) / stage["feed_date"]
+                )
+                target_dir.mkdir(parents=True, exist_ok=True)
+                delivery_id = str(uuid.uuid4())
+                manifest = {
+                    **_manifest(recipient, stage, gate, item, delivery_id),
+                    "route_column": recipient.route_column,
+                    "route": item["route"],
+                }
+                manifest_name = Path(item["file_name"]).with_suffix(".manifest.json").name
+                finals = [target_dir / item["file_name"], target_dir / manifest_name]
+                partial = [path.with_name(f".{path.name}.partial") for path in finals]
+                shutil.copyfile(staging / item["file_name"], partial[0])
+                _write_json(partial[1], manifest)
+                moves += list(zip(partial, finals, strict=True))
+                record_delivery(
+                    conn,
+                    delivery={
+                        **_delivery_row(recipient, stage, gate, item, delivery_id, target_dir),
+                        "delivery_key": _delivery_key(recipient, stage, item),
+                        "route": str(item["route"]),
+                    },
+                    rows=by_route.get(str(item["route"]), []),
+                )
+                deliveries.append({"delivery_id": delivery_id, "file": str(finals[0]), **manifest})
+            for source, final in moves:
+                os.replace(source, final)
+    except BaseException:
+        for source, final in moves:
+            source.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+        raise
+    log.info(
+        "delivered %s files (%s rows) for %s", len(deliveries), sum(f["row_count"] for f in files), stage["feed_date"]
+    )
+    return {"status": "delivered", "deliveries": deliveries}
+
+
+def _manifest(recipient, stage, gate, item, delivery_id) -> dict[str, Any]:
+    return {
+        "recipient": recipient.name,
+        "recipient_id": recipient.recipient_id,
+        "feed_date": stage["feed_date"],
+        "file_name": item["file_name"],
+        "row_count": item["row_count"],
+        "sha256": item["file_sha256"],
+        "columns": list(recipient.delivered_fields),
+        "legal_basis": recipient.legal_basis,
+        "delivery_id": delivery_id,
+        "policy_version": gate["policy_version"],
+        "gate_result_id": gate["result_id"],
+    }
+
+
+def _delivery_row(recipient, stage, gate, item, delivery_id, target_dir) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id,
+        "recipient_id": recipient.recipient_id,
+        "feed_date": stage["feed_date"],
+        "file_name": item["file_name"],
+        "file_sha256": item["file_sha256"],
+        "row_count": item["row_count"],
+        "target": str(target_dir),
+        "legal_basis": recipient.legal_basis,
+        "run_id": stage["run_id"],
+        "policy_version": gate["policy_version"],
+        "gate_result_id": gate["result_id"],
+    }
 
 
 def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> dict[str, Any]:
@@ -184,10 +303,11 @@ def _write_partials(feed_file: Path, manifest: dict, partial: list[Path]) -> Non
 
 def _read_mart(conn: psycopg.Connection, recipient: RecipientPolicy) -> tuple[list[str], list[tuple]]:
     """Every column and row of the built mart, exactly as built (the gate must see extras too)."""
+    order = [recipient.key_column, *([recipient.route_column] if recipient.route_column else [])]
     query = sql.SQL("select * from {}.{} order by {}").format(
         sql.Identifier(recipient.schema_name),
         sql.Identifier(recipient.mart),
-        sql.Identifier(recipient.key_column),
+        sql.SQL(", ").join(sql.Identifier(column) for column in order),
     )
     with conn.cursor() as cursor:
         cursor.execute(query)
@@ -201,19 +321,10 @@ def _stage(recipient: RecipientPolicy, columns, rows, *, feed_date: dt.date, run
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
+    if recipient.route_column is not None:
+        return _stage_routes(recipient, columns, rows, staging, feed_date=feed_date, run_id=run_id)
     file_name = f"{recipient.recipient_id}_{feed_date.isoformat()}.csv"
-    delivered = recipient.delivered_fields
-    positions = [columns.index(name) for name in delivered]
-    key_position = columns.index(recipient.key_column)
-    ledger_rows = []
-    with (staging / file_name).open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(delivered)
-        for row in rows:
-            values = [row[position] for position in positions]
-            writer.writerow([_cell(value) for value in values])
-            sent = [name for name, value in zip(delivered, values, strict=True) if value is not None]
-            ledger_rows.append({"upn": row[key_position], "fields_sent": sent})
+    ledger_rows = _write_feed_file(recipient, columns, rows, staging / file_name)
     _write_json(staging / "ledger_rows.json", ledger_rows)
     _write_json(
         staging / "stage.json",
@@ -227,6 +338,57 @@ def _stage(recipient: RecipientPolicy, columns, rows, *, feed_date: dt.date, run
         },
     )
     return staging
+
+
+def _stage_routes(recipient: RecipientPolicy, columns, rows, staging: Path, *, feed_date: dt.date, run_id: str) -> Path:
+    """One file per route value (``<recipient>_<route>_<feed date>.csv``); the route column is not written."""
+    route_position = columns.index(recipient.route_column)
+    by_route: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_route.setdefault(str(row[route_position]), []).append(row)
+    files, ledger_rows = [], []
+    for route in sorted(by_route):
+        file_name = f"{recipient.recipient_id}_{_slug(route)}_{feed_date.isoformat()}.csv"
+        written = _write_feed_file(recipient, columns, by_route[route], staging / file_name)
+        ledger_rows += [{**item, "route": route} for item in written]
+        files.append(
+            {
+                "route": route,
+                "file_name": file_name,
+                "file_sha256": _sha256(staging / file_name),
+                "row_count": len(by_route[route]),
+            }
+        )
+    _write_json(staging / "ledger_rows.json", ledger_rows)
+    _write_json(
+        staging / "stage.json",
+        {
+            "recipient_id": recipient.recipient_id,
+            "feed_date": feed_date.isoformat(),
+            "run_id": run_id,
+            "route_column": recipient.route_column,
+            "row_count": len(rows),
+            "files": files,
+        },
+    )
+    return staging
+
+
+def _write_feed_file(recipient: RecipientPolicy, columns, rows, path: Path) -> list[dict[str, Any]]:
+    """Write the delivered fields of ``rows`` as CSV at ``path``; return the ledger rows (pupil, fields sent)."""
+    delivered = recipient.delivered_fields
+    positions = [columns.index(name) for name in delivered]
+    key_position = columns.index(recipient.key_column)
+    ledger_rows = []
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(delivered)
+        for row in rows:
+            values = [row[position] for position in positions]
+            writer.writerow([_cell(value) for value in values])
+            sent = [name for name, value in zip(delivered, values, strict=True) if value is not None]
+            ledger_rows.append({"upn": row[key_position], "fields_sent": sent})
+    return ledger_rows
 
 
 def _cell(value: object) -> str:

@@ -365,8 +365,9 @@ def _delete_batch(conn: psycopg.Connection, batch_id: int) -> dict[str, int]:
 
 
 def _batch_referencing_columns(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
-    """Every (schema, table, column) holding a load batch id: foreign keys to ``raw.load_batches`` and the dbt
-    tables in ``analytics`` with a ``load_batch_id`` column (rebuilt copies of raw rows)."""
+    """Every (schema, table, column) holding a load batch id: foreign keys to ``raw.load_batches``, every raw table
+    with ``_load_batch_id`` (the census tables carry no foreign key, for load speed) and the dbt tables in
+    ``analytics`` with a ``load_batch_id`` column (rebuilt copies of raw rows)."""
     return conn.execute(
         """select n.nspname, c.relname, a.attname
            from pg_constraint as k
@@ -378,7 +379,9 @@ def _batch_referencing_columns(conn: psycopg.Connection) -> list[tuple[str, str,
            select table_schema, table_name, column_name
            from information_schema.columns
            join information_schema.tables using (table_schema, table_name)
-           where table_schema = 'analytics' and column_name = 'load_batch_id' and table_type = 'BASE TABLE'
+           where table_type = 'BASE TABLE' and (
+               (table_schema = 'raw' and column_name = '_load_batch_id')
+               or (table_schema = 'analytics' and column_name = 'load_batch_id'))
            order by 1, 2"""
     ).fetchall()
 

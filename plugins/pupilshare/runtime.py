@@ -32,6 +32,9 @@ def runtime_environment(settings: Settings, endpoints: DatabaseEndpoints) -> dic
             "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
             "AIRFLOW__COSMOS__CACHE_DIR": str(settings.airflow_home / "cosmos_cache"),
             "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS": "True",
+            # Each publish DAG renders its dbt graph with `dbt ls` when first parsed (cached afterwards); with four
+            # publish DAGs on a busy 2-core machine a first parse can exceed Airflow's 30 s default import timeout.
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": os.environ.get("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300"),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             "DO_NOT_TRACK": "1",
             "SCARF_ANALYTICS": "false",

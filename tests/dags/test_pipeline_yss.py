@@ -77,6 +77,8 @@ def test_pipeline__every_run_succeeds(pipeline):
     assert [(outcome.dag_id, outcome.state) for outcome in outcomes] == [
         ("pupilshare_ingest", "success"),
         ("pupilshare_publish_yss", "success"),
+        ("pupilshare_publish_post16", "success"),
+        ("pupilshare_publish_sure_start", "success"),
         ("pupilshare_publish_statistics", "success"),
     ]
 

@@ -365,3 +365,15 @@ def test_benchmark_ingest__smoke(admin_url, tmp_path):
     assert run.loader_pps > 0 and run.copy_pps > 0 and run.pandas_pps > 0
     assert run.findings["error"] == 0
     assert "| 2,000 |" in result.to_markdown()
+
+
+@pytest.mark.slow
+def test_benchmark_ctf_load__smoke(admin_url, tmp_path):
+    """Not a timing test: the CTF load benchmark runs end to end on a tiny file and reports every figure."""
+    from pupilshare.benchmarks.ctf import benchmark_ctf_load, ctf_runs_to_markdown
+
+    runs = benchmark_ctf_load([300], admin_url=admin_url, pandas_limit=100, workdir=tmp_path)
+    run = runs[0]
+    assert run.loader_s > 0 and run.copy_s > 0 and run.pandas_s > 0 and run.pandas_pupils_timed == 100
+    assert run.findings["error"] == 0, "every copy of a pupil gets a fresh valid UPN: no duplicates"
+    assert "| 300 |" in ctf_runs_to_markdown(runs)

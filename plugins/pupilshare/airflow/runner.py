@@ -14,7 +14,13 @@ from pupilshare.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PIPELINE_DAG_IDS = ("pupilshare_ingest", "pupilshare_publish_yss", "pupilshare_publish_statistics")
+PIPELINE_DAG_IDS = (
+    "pupilshare_ingest",
+    "pupilshare_publish_yss",
+    "pupilshare_publish_post16",
+    "pupilshare_publish_sure_start",
+    "pupilshare_publish_statistics",
+)
 
 
 class DagImportError(RuntimeError):

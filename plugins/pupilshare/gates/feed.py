@@ -5,6 +5,13 @@ from :mod:`pupilshare.gates.truth`) into a *validation frame*: the feed's own co
 ``truth_known`` (the key is a pupil on roll), ``truth_age`` (their age on the feed date) and ``truth_restricted``
 (an opt-out or census ``yssa = No`` applies). The suite ``<recipient>__feed`` (``expectations/<recipient>__feed.yml``)
 validates that frame in Great Expectations. Any error, in GX or before it, fails the gate (fail closed).
+
+A recipient's truth may carry further columns named ``gate_<name>`` (NCCIS: ``gate_in_cohort``,
+``gate_activity_code``); each becomes ``truth_<name>`` in the frame, after the three above, in the truth's order.
+
+Routed recipients (policy ``routing``: one set per provider or children's centre) have a feed grain of one row per
+pupil per route; their truth carries ``routes`` (the route values whose set the pupil belongs in) and the frame gets
+``truth_route_ok`` last: the row's route column value is one of the pupil's routes.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import pandas as pd
 
 from pupilshare.gates import gx_runner
 from pupilshare.gates.result import GateResult
-from pupilshare.gates.spec import SuiteSpec, load_suite_spec, resolve_expectations
+from pupilshare.gates.spec import SuiteSpec, load_suite_spec, resolve_expectations, spec_variables
 from pupilshare.policy import RecipientPolicy
 
 log = logging.getLogger(__name__)
@@ -28,6 +35,12 @@ log = logging.getLogger(__name__)
 TRUTH_PREFIX = "truth_"
 TRUTH_FRAME_COLUMNS = ("truth_known", "truth_age", "truth_restricted")
 _REQUIRED_TRUTH = ("upn", "age_on_feed_date", "is_in_cohort", "is_restricted")
+#: Prefix of a recipient-specific truth column that the frame carries as ``truth_<name>``.
+EXTRA_TRUTH_PREFIX = "gate_"
+#: Truth column of a routed recipient: the route values (tuple) whose set each pupil belongs in.
+ROUTES_TRUTH_COLUMN = "routes"
+#: Frame column of a routed recipient: the row's route is one of the pupil's routes.
+ROUTE_OK_COLUMN = "truth_route_ok"
 
 
 class GateInputError(ValueError):
@@ -54,7 +67,9 @@ def run_feed_gate(
     run_name = _run_name(feed_date, run_id)
     try:
         spec = load_suite_spec(suite_name, expectations_dir)
-        frame = build_validation_frame(feed, truth, key_column=recipient.key_column)
+        frame = build_validation_frame(
+            feed, truth, key_column=recipient.key_column, route_column=recipient.route_column
+        )
         expectations = resolve_expectations(spec, feed_variables(recipient, truth, spec))
         outcome = gx_runner.validate_frame(
             frame,
@@ -91,7 +106,9 @@ def run_feed_gate(
     )
 
 
-def build_validation_frame(feed: pd.DataFrame, truth: pd.DataFrame, *, key_column: str) -> pd.DataFrame:
+def build_validation_frame(
+    feed: pd.DataFrame, truth: pd.DataFrame, *, key_column: str, route_column: str | None = None
+) -> pd.DataFrame:
     """The feed's columns as they are, then ``truth_known``, ``truth_age`` (Int64) and ``truth_restricted``.
 
     A feed without its key column gets ``truth_known`` False on every row (the column check reports the missing
@@ -115,12 +132,52 @@ def build_validation_frame(feed: pd.DataFrame, truth: pd.DataFrame, *, key_colum
     frame["truth_known"] = keys.isin(by_upn.index).astype(bool)
     frame["truth_age"] = keys.map(by_upn["age_on_feed_date"]).astype("Int64")
     frame["truth_restricted"] = keys.map(by_upn["is_restricted"]).eq(True).astype(bool)
+    for column in extra_truth_columns(truth):
+        values = keys.map(by_upn[column])
+        frame[TRUTH_PREFIX + column.removeprefix(EXTRA_TRUTH_PREFIX)] = values.astype(object).where(
+            values.notna(), None
+        )
+    if route_column is not None:
+        frame[ROUTE_OK_COLUMN] = _route_ok(frame, keys, by_upn, route_column)
     return frame
+
+
+def _route_ok(frame: pd.DataFrame, keys: pd.Series, by_upn: pd.DataFrame, route_column: str) -> pd.Series:
+    """Per row: the route value (compared as text) is one of the pupil's truth routes; False when unknown."""
+    if ROUTES_TRUTH_COLUMN not in by_upn.columns:
+        raise GateInputError(f"a routed feed needs a truth column {ROUTES_TRUTH_COLUMN!r}; the truth has none")
+    if route_column not in frame.columns:
+        return pd.Series(False, index=frame.index, dtype=bool)
+    allowed = keys.map(by_upn[ROUTES_TRUTH_COLUMN])
+    values = frame[route_column]
+    checks = [
+        value is not None and not pd.isna(value) and isinstance(routes, tuple | list) and str(value) in map(str, routes)
+        for value, routes in zip(values, allowed, strict=True)
+    ]
+    return pd.Series(checks, index=frame.index, dtype=bool)
+
+
+def extra_truth_columns(truth: pd.DataFrame) -> list[str]:
+    """The truth's recipient-specific columns (``gate_<name>``), in order."""
+    return [str(column) for column in truth.columns if str(column).startswith(EXTRA_TRUTH_PREFIX)]
+
+
+def expected_row_count(recipient: RecipientPolicy, truth: pd.DataFrame) -> int:
+    """Rows the feed must have: pupils in the cohort (less the excluded, when the opt-out effect is exclude), times
+    their routes for a routed recipient (a pupil with no route has no row; one with two routes has two)."""
+    eligible = truth["is_in_cohort"].eq(True)
+    if recipient.opt_out is not None and recipient.opt_out.effect == "exclude":
+        eligible &= ~truth["is_restricted"].eq(True)
+    if recipient.route_column is None:
+        return int(eligible.sum())
+    if ROUTES_TRUTH_COLUMN not in truth.columns:
+        raise GateInputError(f"a routed feed needs a truth column {ROUTES_TRUTH_COLUMN!r}; the truth has none")
+    return int(sum(len(routes) for routes in truth.loc[eligible, ROUTES_TRUTH_COLUMN]))
 
 
 def feed_variables(recipient: RecipientPolicy, truth: pd.DataFrame, spec: SuiteSpec) -> dict[str, Any]:
     """The values a feed suite's ``$variables`` stand for in this run: policy values and truth counts."""
-    if recipient.cohort.min_age_years is None:
+    if recipient.cohort.min_age_years is None and "min_age_years" in spec_variables(spec):
         raise GateInputError(f"recipient {recipient.recipient_id}: the policy gives no cohort.min_age_years")
     not_identity = [field for field in spec.identity_required if field not in recipient.identity_fields]
     if not_identity:
@@ -131,12 +188,18 @@ def feed_variables(recipient: RecipientPolicy, truth: pd.DataFrame, spec: SuiteS
         "recipient_id": recipient.recipient_id,
         "key_column": recipient.key_column,
         "mart_columns": list(recipient.mart_columns),
-        "truth_columns": list(TRUTH_FRAME_COLUMNS),
+        "truth_columns": [
+            *TRUTH_FRAME_COLUMNS,
+            *(TRUTH_PREFIX + name.removeprefix(EXTRA_TRUTH_PREFIX) for name in extra_truth_columns(truth)),
+            *((ROUTE_OK_COLUMN,) if recipient.route_column else ()),
+        ],
         "identity_fields": list(recipient.identity_fields),
         "identity_required": list(spec.identity_required),
         "further_fields": list(recipient.further_fields),
         "min_age_years": recipient.cohort.min_age_years,
         "cohort_row_count": int(truth["is_in_cohort"].eq(True).sum()),
+        "route_column": recipient.route_column,
+        "expected_row_count": expected_row_count(recipient, truth),
     }
 
 

@@ -37,6 +37,8 @@ KNOWN_VARIABLES = frozenset(
         "further_fields",
         "min_age_years",
         "cohort_row_count",
+        "route_column",
+        "expected_row_count",
     }
 )
 _VARIABLE = re.compile(r"^\$([a-z_][a-z0-9_]*)$")
@@ -156,6 +158,11 @@ def resolve_expectations(spec: SuiteSpec, variables: Mapping[str, Any]) -> list[
                 )
             )
     return resolved
+
+
+def spec_variables(spec: SuiteSpec) -> set[str]:
+    """Every ``$variable`` a suite uses."""
+    return _variables_in([[item.kwargs, item.for_each_column] for item in spec.expectations])
 
 
 def _resolve(value: Any, variables: Mapping[str, Any]) -> Any:

@@ -80,6 +80,7 @@ class CensusBatch:
 
 def validate_census_batch(conn: psycopg.Connection, batch: CensusBatch) -> dict[str, int]:
     """Run every row-level rule over ``batch`` (inside the caller's transaction); returns findings per severity."""
+    _parse_dates_once(conn, batch)
     for table in batch.files:
         _run(conn, batch, table, _table_checks(batch, table))
     if "pupilonroll" in batch.files:
@@ -121,9 +122,7 @@ def _run(
         )
         for check in checks
     )
-    source = base or sql.SQL("select * from raw.{} where _load_batch_id = %(batch)s offset 0").format(
-        sql.Identifier(f"census_{table}")
-    )
+    source = base or _table_source(batch, table)
     statement = sql.SQL(_FINDINGS_INSERT) + sql.SQL(
         """select %(batch)s, %(return_type)s, %(file)s, %(table)s, row_._row_number, check_.item, check_.rule_id,
                check_.severity, check_.message
@@ -173,11 +172,11 @@ def _table_checks(batch: CensusBatch, table: str) -> list[_Check]:
             )
             checks.append(_Check(rule, name, message))
         elif "date" in spec and table != "pupilonroll":
-            checks.append(_Check("CENSUS-DATE-FORMAT", name, _date_format(value, name)))
+            checks.append(_Check("CENSUS-DATE-FORMAT", name, _date_format(value, name)))  # see _date_columns
         elif name == "sessions":
             checks.append(_Check("CENSUS-NUMBER-FORMAT", name, _number_format(value, name)))
     if table in ("fsmperiodsonroll", "fsmperiod"):
-        start, end = (sql.SQL("raw.census_date(btrim(row_.{}))").format(sql.Identifier(c)) for c in _FSM_DATES)
+        start, end = (sql.SQL("row_.{}").format(sql.Identifier(f"{c}__date")) for c in _FSM_DATES)
         checks.append(
             _Check(
                 "CENSUS-FSM-END-BEFORE-START",
@@ -195,10 +194,84 @@ _FSM_DATES = ("fsmstartdate", "fsmenddate")
 
 
 def _date_format(value: sql.Composable, item: str) -> sql.Composable:
+    """``value`` is ``btrim(row_.<item>)``; ``row_.<item>__date`` is its parse from :func:`_parse_dates_once`."""
     return sql.SQL(
-        "case when {value} <> '' and raw.census_date({value}) is null then "
+        "case when {value} <> '' and row_.{parsed} is null then "
         "format('%%s %%L is not a date like 2012-Mar-01 00:00:00', {item}, {value}) end"
-    ).format(value=value, item=sql.Literal(item))
+    ).format(value=value, parsed=sql.Identifier(f"{item}__date"), item=sql.Literal(item))
+
+
+def _date_columns(batch: CensusBatch, table: str) -> list[str]:
+    """Lowercased date items of ``table`` that the rules check (code items are checked against their list)."""
+    if table == "pupilonroll":
+        return ["dob", "entrydate"]
+    return [
+        column.lower()
+        for column, spec in census_columns(table, batch.term).items()
+        if "date" in spec and not (spec.get("category") and census_codes(table, column, batch.term))
+    ]
+
+
+def _parse_dates_once(conn: psycopg.Connection, batch: CensusBatch) -> None:
+    """Parse every distinct date text of the batch once into ``pg_temp.census_batch_dates`` (text -> date).
+
+    A census holds few distinct dates (birth dates span about 25 years: under 10,000 values for a million pupils),
+    and parsing one in SQL costs several microseconds, so the rules join this lookup (a hash probe) instead of
+    parsing each row's dates. ``dob_ncyear`` is the NC year a pupil born on that date is usually in.
+    """
+    selects = [
+        sql.SQL(
+            "select distinct btrim(date_value.value) from raw.{table} as source_row "
+            "cross join lateral (values {columns}) as date_value (value) where source_row._load_batch_id = %(batch)s"
+        ).format(
+            table=sql.Identifier(f"census_{table}"),
+            columns=sql.SQL(", ").join(sql.SQL("(source_row.{})").format(sql.Identifier(column)) for column in columns),
+        )
+        for table in batch.files
+        if (columns := _date_columns(batch, table))
+    ]
+    conn.execute("drop table if exists pg_temp.census_batch_dates")
+    conn.execute(
+        "create temp table census_batch_dates (value text primary key, parsed date, dob_ncyear integer) on commit drop"
+    )
+    if selects:
+        conn.execute(
+            sql.SQL(
+                """insert into pg_temp.census_batch_dates (value, parsed, dob_ncyear)
+                   select value, parsed, extract(year from age(make_date(extract(year from
+                       %(reference_date)s::date - interval '8 months')::int, 8, 31), parsed))::int - 4
+                   from (select value, raw.census_date(value) as parsed
+                         from ({values}) as date_value (value) where value <> '' offset 0) as parsed_value"""
+            ).format(values=sql.SQL("\nunion\n").join(selects)),
+            {"batch": batch.load_batch_id, "reference_date": batch.reference_date},
+        )
+    conn.execute("analyze pg_temp.census_batch_dates")
+
+
+def _with_dates(batch: CensusBatch, table: str, row: str) -> tuple[sql.Composable, sql.Composable]:
+    """Select-list items ``<item>__date`` and the left joins to the parsed-date lookup for ``table``'s dates."""
+    columns = _date_columns(batch, table)
+    items = sql.SQL("").join(
+        sql.SQL(", {alias}.parsed as {name}").format(
+            alias=sql.Identifier(f"{column}__lookup"), name=sql.Identifier(f"{column}__date")
+        )
+        for column in columns
+    )
+    joins = sql.SQL("").join(
+        sql.SQL(" left join pg_temp.census_batch_dates as {alias} on {alias}.value = btrim({row}.{column})").format(
+            alias=sql.Identifier(f"{column}__lookup"), row=sql.Identifier(row), column=sql.Identifier(column)
+        )
+        for column in columns
+    )
+    return items, joins
+
+
+def _table_source(batch: CensusBatch, table: str) -> sql.Composable:
+    items, joins = _with_dates(batch, table, "source_row")
+    return sql.SQL(
+        "select source_row.*{items} from raw.{table} as source_row{joins} "
+        "where source_row._load_batch_id = %(batch)s offset 0"
+    ).format(items=items, table=sql.Identifier(f"census_{table}"), joins=joins)
 
 
 def _number_format(value: sql.Composable, item: str) -> sql.Composable:
@@ -209,7 +282,8 @@ def _number_format(value: sql.Composable, item: str) -> sql.Composable:
 
 
 def _pupil_base() -> sql.Composable:
-    """Each pupil row with its UPN compacted (as stdnum does), dates parsed and session counts read."""
+    """Each pupil row with its UPN compacted (as stdnum does), dates parsed (once per distinct text, from
+    :func:`_parse_dates_once`) and session counts read."""
     sessions = sql.SQL(", ").join(
         sql.SQL("case when btrim({name}) ~ '^[0-9]{{1,6}}$' then btrim({name})::integer end as {alias}").format(
             name=sql.Identifier(item), alias=sql.Identifier(f"{item}_n")
@@ -217,14 +291,17 @@ def _pupil_base() -> sql.Composable:
         for item in _SESSION_ITEMS
     )
     return sql.SQL(
-        """select pupil.*, raw.upn_problem(upn_compact) as upn_problem, raw.census_date(btrim(dob)) as dob_date,
-                  raw.census_date(btrim(entrydate)) as entry_date
+        """select pupil.*, raw.upn_problem(upn_compact) as upn_problem,
+                  dob__lookup.parsed as dob_date, dob__lookup.parsed as dob__date, dob__lookup.dob_ncyear,
+                  entrydate__lookup.parsed as entry_date, entrydate__lookup.parsed as entrydate__date
            from (
                select *, upper(replace(btrim(upn), ' ', '')) as upn_compact, {sessions}
                from raw.census_pupilonroll
                where _load_batch_id = %(batch)s
                offset 0
            ) as pupil
+           left join pg_temp.census_batch_dates as dob__lookup on dob__lookup.value = btrim(pupil.dob)
+           left join pg_temp.census_batch_dates as entrydate__lookup on entrydate__lookup.value = btrim(pupil.entrydate)
            offset 0"""
     ).format(sessions=sessions)
 
@@ -303,14 +380,11 @@ _PUPIL_SQL_CHECKS = (
         "case when upper(btrim(row_.ncyearactual)) in ('R','1','2','3','4','5','6','7','8','9','10','11','12','13') "
         "and row_.dob_date <= %(reference_date)s::date "
         "and row_.dob_date > (%(reference_date)s::date - interval '26 years')::date "
-        "and extract(year from age(make_date(extract(year from %(reference_date)s::date - interval '8 months')::int, "
-        "8, 31), row_.dob_date))::int - 4 <> case upper(btrim(row_.ncyearactual)) when 'R' then 0 "
+        "and row_.dob_ncyear <> case upper(btrim(row_.ncyearactual)) when 'R' then 0 "
         "else btrim(row_.ncyearactual)::int end "
         "then format('a pupil born %s is usually in NC year %s, not %s: check the date of birth and NC year', "
-        "row_.dob_date, case when extract(year from age(make_date(extract(year from %(reference_date)s::date "
-        "- interval '8 months')::int, 8, 31), row_.dob_date))::int - 4 = 0 then 'R' else (extract(year from "
-        "age(make_date(extract(year from %(reference_date)s::date - interval '8 months')::int, 8, 31), "
-        "row_.dob_date))::int - 4)::text end, btrim(row_.ncyearactual)) end",
+        "row_.dob_date, case when row_.dob_ncyear = 0 then 'R' else row_.dob_ncyear::text end, "
+        "btrim(row_.ncyearactual)) end",
     ),
     (
         "CENSUS-ENTRY-BEFORE-DOB",
@@ -333,18 +407,29 @@ _PUPIL_SQL_CHECKS = (
 
 
 def _duplicate_upns(conn: psycopg.Connection, batch: CensusBatch) -> None:
+    """UPNs on one school's roll more than once: duplicate keys are found by hashing, only their rows are listed."""
     conn.execute(
         _FINDINGS_INSERT
         + """select %(batch)s, %(return_type)s, %(file)s, %(table)s, _row_number, 'upn', 'CENSUS-UPN-DUPLICATE',
                  'error', format('UPN %%L is on this school''s roll %%s times (rows %%s): keep one row per pupil',
                  upn, copies, rows)
              from (
-                 select _row_number, upn,
+                 select pupil._row_number, pupil.upn,
                      count(*) over upn_in_school as copies,
-                     string_agg(_row_number::text, ', ') over upn_in_school as rows
-                 from raw.census_pupilonroll
-                 where _load_batch_id = %(batch)s and btrim(upn) <> ''
-                 window upn_in_school as (partition by schoolcensustableid, upper(replace(btrim(upn), ' ', '')))
+                     string_agg(pupil._row_number::text, ', ') over upn_in_school as rows
+                 from raw.census_pupilonroll as pupil
+                 join (
+                     select coalesce(schoolcensustableid, '') as school_key,
+                         upper(replace(btrim(upn), ' ', '')) as upn_key
+                     from raw.census_pupilonroll
+                     where _load_batch_id = %(batch)s and btrim(upn) <> ''
+                     group by 1, 2
+                     having count(*) > 1
+                 ) as duplicated
+                     on coalesce(pupil.schoolcensustableid, '') = duplicated.school_key
+                         and upper(replace(btrim(pupil.upn), ' ', '')) = duplicated.upn_key
+                 where pupil._load_batch_id = %(batch)s
+                 window upn_in_school as (partition by duplicated.school_key, duplicated.upn_key)
              ) as pupil
              where copies > 1""",
         _params(batch, "pupilonroll"),

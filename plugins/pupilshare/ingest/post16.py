@@ -27,7 +27,7 @@ from pupilshare.ingest.tabular import (
 )
 
 POST16_COLUMNS = ("upn", "ukprn", "status", "status_date")
-POST16_STATUSES = frozenset({"applied", "offered", "accepted", "declined", "enrolled"})
+POST16_STATUSES = frozenset({"applied", "offered", "accepted", "declined", "enrolled", "withdrawn"})
 _UKPRN = re.compile(r"^1\d{7}$")
 
 ACTIVITY_COLUMNS = ("upn", "uln", "activity_code", "activity_date", "source")

@@ -19,11 +19,30 @@ class _Strict(BaseModel):
 class Cohort(_Strict):
     description: str
     min_age_years: int | None = Field(default=None, ge=0, le=25)
+    #: NC year groups on roll that are in the cohort (post16: Year 11; sure_start: Reception).
+    nc_years: tuple[str, ...] = ()
+    #: School phase codes (census ``school.phase``) whose pupils are in the cohort (sure_start: PS).
+    school_phases: tuple[str, ...] = ()
+    #: The school's lowest NC year group must be one of these (sure_start: a primary, first or infant school starts
+    #: at nursery or Reception; a junior school, starting at Year 3, is not one).
+    school_lowest_nc_years: tuple[str, ...] = ()
+    #: Post-16 application statuses (latest per pupil and provider on the feed date) that put a pupil in the
+    #: provider's set: applied to, or holds an offer from, the provider.
+    application_statuses: tuple[str, ...] = ()
 
 
 class OptOut(_Strict):
     scope: Literal["yss", "post16", "sure_start"]
     effect: Literal["restrict", "exclude"]
+
+
+class Routing(_Strict):
+    """One set per route: the mart column naming the route (never delivered) and what a route is."""
+
+    column: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    #: The dbt seed that defines the routes, when one does (sure_start: the children's centres' reach areas).
+    lookup_seed: str | None = None
 
 
 class Delivery(_Strict):
@@ -45,6 +64,8 @@ class RecipientPolicy(_Strict):
     opt_out: OptOut | None = None
     identity_fields: tuple[str, ...]
     further_fields: tuple[str, ...] = ()
+    #: Deliver one file per value of ``routing.column`` (post16: per provider; sure_start: per children's centre).
+    routing: Routing | None = None
     delivery: Delivery
     retention_days: int = Field(gt=0)
 
@@ -56,7 +77,17 @@ class RecipientPolicy(_Strict):
             raise ValueError(f"recipient {self.recipient_id}: fields listed twice: {duplicates}")
         if self.key_column in names:
             raise ValueError(f"recipient {self.recipient_id}: key column {self.key_column} must not be delivered")
+        if self.routing is not None and self.routing.column in (*names, self.key_column):
+            raise ValueError(
+                f"recipient {self.recipient_id}: route column {self.routing.column} must be neither the key nor "
+                "a delivered field (the route is the file, not a column of it)"
+            )
         return self
+
+    @property
+    def route_column(self) -> str | None:
+        """The mart column that routes each row to its file (one file per value), or None: one file."""
+        return self.routing.column if self.routing is not None else None
 
     @property
     def delivered_fields(self) -> tuple[str, ...]:
@@ -65,8 +96,9 @@ class RecipientPolicy(_Strict):
 
     @property
     def mart_columns(self) -> tuple[str, ...]:
-        """Every column of the mart: the internal key, then the delivered fields."""
-        return (self.key_column, *self.delivered_fields)
+        """Every column of the mart: the internal key, the route column (routed recipients), the delivered fields."""
+        route = (self.route_column,) if self.route_column else ()
+        return (self.key_column, *route, *self.delivered_fields)
 
 
 class Policy(_Strict):

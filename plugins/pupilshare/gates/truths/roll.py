@@ -1,0 +1,138 @@
+"""The current roll read straight from ``raw`` for the routed recipients' truths (post16, sure_start).
+
+Independent of the dbt models on purpose: plain SQL over the raw text tables, then parsing, choosing and ruling in
+Python. Grain of :func:`read_current_roll`: one :class:`RollPupil` per UPN on the current roll.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import psycopg
+
+from pupilshare.dates import age_in_years, parse_census_date
+from pupilshare.gates.truth import NoCurrentCensusError, _read_requests
+from pupilshare.optouts import OptOutState, Persistence, resolve_opt_outs
+
+log = logging.getLogger(__name__)
+
+#: Each school's most recent census return (latest reference date, then the later batch) is its current roll; rows
+#: a validation rule rejected are left out. The school row and the first address row of the same batch come along.
+_ROLL_SQL = """
+with latest_return_per_school as (
+    select distinct on (laestab) load_batch_id, schoolcensus_table_id, reference_date
+    from raw.current_census_returns
+    order by laestab, reference_date desc nulls last, load_batch_id desc
+),
+addresses as (
+    select 'addressesonroll' as table_name, _load_batch_id, _row_number, pupilonrolltableid, postcode
+    from raw.census_addressesonroll
+    union all
+    select 'addresses' as table_name, _load_batch_id, _row_number, pupilonrolltableid, postcode
+    from raw.census_addresses
+),
+first_addresses as (
+    -- a pupil may have several addresses: the first in the file
+    select distinct on (_load_batch_id, trim(pupilonrolltableid))
+        _load_batch_id, trim(pupilonrolltableid) as pupil_table_id, postcode
+    from addresses
+    where not exists (
+        select 1 from raw.census_rejected_rows as rejected
+        where rejected.load_batch_id = addresses._load_batch_id
+            and rejected.table_name = addresses.table_name
+            and rejected.row_number = addresses._row_number
+    )
+    order by _load_batch_id, trim(pupilonrolltableid), _row_number
+)
+select
+    pupils.upn, pupils.dob, pupils.ncyearactual, pupils.enrolstatus, pupils._load_batch_id, pupils._row_number,
+    latest.reference_date, schools.phase, schools.lowestncyeargroup, first_addresses.postcode
+from raw.census_pupilonroll as pupils
+inner join latest_return_per_school as latest
+    on pupils._load_batch_id = latest.load_batch_id
+    and trim(pupils.schoolcensustableid) = latest.schoolcensus_table_id
+left join raw.census_school as schools
+    on schools._load_batch_id = pupils._load_batch_id
+    and trim(schools.schoolcensustableid) = trim(pupils.schoolcensustableid)
+left join first_addresses
+    on first_addresses._load_batch_id = pupils._load_batch_id
+    and first_addresses.pupil_table_id = trim(pupils.pupilonrolltableid)
+where not exists (
+    select 1 from raw.census_rejected_rows as rejected
+    where rejected.load_batch_id = pupils._load_batch_id
+        and rejected.table_name = 'pupilonroll'
+        and rejected.row_number = pupils._row_number
+)
+"""
+
+
+@dataclass(frozen=True)
+class RollPupil:
+    """One pupil on the current roll, from their main registration (C or M enrolment first)."""
+
+    upn: str
+    date_of_birth: dt.date | None
+    nc_year: str
+    school_phase: str
+    school_lowest_nc_year: str
+    postcode: str
+
+
+def read_current_roll(conn: psycopg.Connection) -> dict[str, RollPupil]:
+    """Every UPN on the current roll and their main registration; raises NoCurrentCensusError when none is loaded."""
+    if not conn.execute("select count(*) from raw.current_census_returns").fetchone()[0]:
+        raise NoCurrentCensusError("raw.current_census_returns is empty: load a census before publishing")
+    candidates: dict[str, list[tuple]] = {}
+    for upn, dob, nc_year, status, batch, row, reference, phase, lowest, postcode in conn.execute(_ROLL_SQL):
+        key = (upn or "").strip().upper()
+        if not key:
+            continue
+        main = 1 if (status or "").strip().upper() in ("C", "M") else 2
+        rank = (main, -(reference or dt.date.min).toordinal(), -batch, row)
+        candidates.setdefault(key, []).append((rank, dob, nc_year, phase, lowest, postcode))
+    roll = {}
+    for upn, rows in candidates.items():
+        _, dob, nc_year, phase, lowest, postcode = min(rows, key=lambda item: item[0])
+        roll[upn] = RollPupil(
+            upn=upn,
+            date_of_birth=_date_or_none(dob),
+            nc_year=_code(nc_year),
+            school_phase=_code(phase),
+            school_lowest_nc_year=_code(lowest),
+            postcode=(postcode or "").strip(),
+        )
+    return roll
+
+
+def opt_out_states(
+    conn: psycopg.Connection, roll: dict[str, RollPupil], feed_date: dt.date, persistence: Persistence
+) -> dict[tuple[str, str], OptOutState]:
+    """Every pupil's effective opt-out per scope on ``feed_date`` (pupilshare.optouts, from raw requests)."""
+    dobs = {upn: pupil.date_of_birth for upn, pupil in roll.items()}
+    return resolve_opt_outs(_read_requests(conn), (), dates_of_birth=dobs, feed_date=feed_date, persistence=persistence)
+
+
+def age_on(pupil: RollPupil, feed_date: dt.date) -> int | None:
+    """Completed years on ``feed_date``; None when the date of birth is unknown or after the feed date."""
+    if pupil.date_of_birth is None or pupil.date_of_birth > feed_date:
+        return None
+    return age_in_years(pupil.date_of_birth, feed_date)
+
+
+def table_exists(conn: psycopg.Connection, name: str) -> bool:
+    return bool(conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()[0])
+
+
+def _code(text: str | None) -> str:
+    return (text or "").strip().upper()
+
+
+def _date_or_none(text: str | None) -> dt.date | None:
+    if not text or not text.strip():
+        return None
+    try:
+        return parse_census_date(text)
+    except ValueError:
+        return None
