@@ -118,6 +118,7 @@ def run(
     effective = settings.effective_feed_date()
     with database_server(settings) as endpoints:
         export_runtime_environment(settings, endpoints)
+        _bootstrap_roles(settings, endpoints.data_url)
         from pupilshare.airflow.runner import run_pipeline
 
         outcomes = run_pipeline(settings, effective)
@@ -151,13 +152,91 @@ def deploy_init() -> None:
     console.print(f"data folder ready: {settings.data_dir}; admin password written to {passwords_file}")
 
 
-def _parse_date(value: str | None) -> dt.date | None:
+@app.command()
+def ingest() -> None:
+    """Load what is waiting in the inbox (every return type) into raw, without running the DAGs."""
+    from pupilshare.ingest import ingest_inbox
+
+    summary = ingest_inbox(load_settings())
+    console.print(
+        f"loaded {len(summary.loaded)} file sets ({summary.rows_loaded:,} rows), "
+        f"{len(summary.duplicates)} duplicates, {len(summary.quarantined)} quarantined"
+    )
+
+
+@app.command()
+def roles(
+    admin_url: Annotated[
+        str | None,
+        typer.Option(help="A role that may create roles, on the data database (default PUPILSHARE_DATABASE_URL)."),
+    ] = None,
+) -> None:
+    """Create or update the project's PostgreSQL roles and grants (idempotent): owner, one per recipient, analyst,
+    DPO; nothing for PUBLIC."""
+    from pupilshare.access import default_role_prefix, ensure_roles
+    from pupilshare.db import database_server
+
+    settings = load_settings()
+    with database_server(settings) as endpoints, psycopg.connect(admin_url or endpoints.data_url) as conn:
+        prefix = settings.role_prefix or default_role_prefix(conn.info.dbname)
+        made = ensure_roles(conn, prefix=prefix)
+    table = Table(title="pupilshare roles")
+    table.add_column("role")
+    table.add_column("may")
+    table.add_row(made.owner, "own and build every project schema (the pipeline connects as this role)")
+    for recipient_id, role in made.recipients.items():
+        table.add_row(role, f"read its feed schema only ({recipient_id})")
+    table.add_row(made.analyst, "read published statistics only")
+    table.add_row(made.dpo, "read the ledger; run ledger.subject_access(upn)")
+    console.print(table)
+
+
+@app.command()
+def retention(
+    as_of: Annotated[str | None, typer.Option(help="Apply the periods as of YYYY-MM-DD (default today).")] = None,
+) -> None:
+    """Apply the retention policy now (what the pupilshare_retention DAG does daily); print what was purged."""
+    from pupilshare.retention import apply_retention
+
+    day = _parse_date(as_of, "--as-of") or dt.date.today()
+    console.print(apply_retention(day, run_id=f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"))
+
+
+@app.command("confirm-delivery")
+def confirm_delivery_command(
+    delivery_id: Annotated[str, typer.Argument(help="The delivery_id from the feed's manifest.")],
+    confirmed_by: Annotated[str, typer.Option("--by", help="Who at the recipient confirmed receipt.")],
+    note: Annotated[str | None, typer.Option(help="A note for the record.")] = None,
+) -> None:
+    """Record that a recipient confirmed receipt of a delivery; its outbox copy is cleared after the grace period."""
+    from pupilshare.db import database_server
+    from pupilshare.retention import confirm_delivery
+
+    settings = load_settings()
+    with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
+        confirm_delivery(conn, delivery_id, confirmed_by=confirmed_by, note=note)
+    console.print(f"confirmation of {delivery_id} recorded")
+
+
+def _parse_date(value: str | None, hint: str = "--feed-date") -> dt.date | None:
     if value is None:
         return None
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date like 2026-11-29", param_hint="--feed-date") from None
+        raise typer.BadParameter(f"{value!r} is not a date like 2026-11-29", param_hint=hint) from None
+
+
+def _bootstrap_roles(settings, data_url: str) -> None:
+    """Create the project's roles when the pipeline's connection may (the embedded server); else say who must."""
+    from pupilshare.access import default_role_prefix, ensure_roles
+
+    with psycopg.connect(data_url) as conn:
+        may = conn.execute("select rolsuper or rolcreaterole from pg_roles where rolname = current_user").fetchone()
+        if may and may[0]:
+            ensure_roles(conn, prefix=settings.role_prefix or default_role_prefix(conn.info.dbname))
+        else:
+            logging.getLogger(__name__).info("roles not created: run `pupilshare roles --admin-url ...` as a DBA")
 
 
 def _print_summary(settings, feed_date, outcomes, summary) -> None:

@@ -114,3 +114,18 @@ def _external_endpoints(settings: Settings) -> DatabaseEndpoints:
 def connect(url: str, **kwargs: object) -> psycopg.Connection:
     """Open a psycopg connection to the data database."""
     return psycopg.connect(url, **kwargs)
+
+
+#: SQLSTATE classes of faults in the server or the connection, not in the data: connection exceptions (08),
+#: insufficient resources (53), operator intervention such as a shutdown or restart (57), system errors (58) and
+#: transaction rollbacks such as deadlocks and serialization failures (40).
+_SERVER_FAULT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
+
+def is_server_fault(error: BaseException) -> bool:
+    """Whether a database error came from the server or the connection (retry the task) rather than the data
+    (refuse the file). A return must never be quarantined because PostgreSQL restarted while it loaded."""
+    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    return sqlstate[:2] in _SERVER_FAULT_CLASSES

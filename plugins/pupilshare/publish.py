@@ -50,11 +50,15 @@ TRUTH_LOADERS: dict[str, Callable[..., pd.DataFrame]] = {
     "post16": load_post16_truth,
     "sure_start": load_sure_start_truth,
 }
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 class DeliveryIntegrityError(RuntimeError):
     """The staged feed is not the one the gate passed; nothing is delivered."""
+
+
+class DeliveryWriteError(OSError):
+    """The feed could not be written to the outbox (a full disk, say); nothing is delivered or recorded."""
 
 
 def gate_feed(recipient_id: str, *, feed_date: dt.date, run_id: str, settings: Settings | None = None) -> str:
@@ -251,10 +255,9 @@ def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> d
     manifest_name = Path(stage["file_name"]).with_suffix(".manifest.json").name
     final_paths = [target_dir / stage["file_name"], target_dir / manifest_name]
     partial = [path.with_name(f".{path.name}.partial") for path in final_paths]
-    shutil.copyfile(staging / stage["file_name"], partial[0])
-    _write_json(partial[1], manifest)
     ledger_rows = [LedgerRow(item["upn"], tuple(item["fields_sent"])) for item in _read_ledger_rows(staging)]
     try:
+        _write_partials(staging / stage["file_name"], manifest, partial)
         with conn.transaction():
             record_delivery(
                 conn,
@@ -276,12 +279,26 @@ def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> d
             )
             for source, final in zip(partial, final_paths, strict=True):
                 os.replace(source, final)
-    except BaseException:
+    except BaseException as error:
         for path in [*partial, *final_paths]:
             path.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, psycopg.Error):
+            raise DeliveryWriteError(
+                f"could not write {stage['file_name']} into {target_dir}: {error.strerror or error}. Nothing was "
+                "delivered and nothing recorded; free space (or fix the outbox) and rerun the deliver task"
+            ) from error
         raise
     log.info("delivered %s rows to %s", stage["row_count"], final_paths[0])
     return {"status": "delivered", "delivery_id": delivery_id, "file": str(final_paths[0]), **manifest}
+
+
+def _write_partials(feed_file: Path, manifest: dict, partial: list[Path]) -> None:
+    """Write the feed and its manifest as hidden ``.partial`` files, flushed to disk (a full disk fails here)."""
+    shutil.copyfile(feed_file, partial[0])
+    _write_json(partial[1], manifest)
+    for path in partial:
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
 
 
 def _read_mart(conn: psycopg.Connection, recipient: RecipientPolicy) -> tuple[list[str], list[tuple]]:
@@ -380,7 +397,9 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, dt.date):
         return value.isoformat()
-    text = str(value)
+    # a lone carriage return is a row break to CSV readers but is not quoted by the writer (lineterminator "\n"):
+    # normalised to "\n", which the writer quotes, so no value can split a row
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 

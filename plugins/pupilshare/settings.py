@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pupilshare import PROJECT_ROOT
@@ -50,6 +50,18 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="Minimum width of a hidden count's feasible range in published statistics; unset = the threshold.",
+    )
+
+    role_prefix: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="Prefix of the project's PostgreSQL roles (roles are cluster-wide); unset = the data database's "
+        "name. See pupilshare.access.",
+    )
+    pseudonymisation_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the keyed hash that replaces a UPN when NCMP identities are purged (retention); unset = "
+        "a fresh random key per purge, so pseudonyms cannot be linked across purges.",
     )
 
     @field_validator("data_dir")

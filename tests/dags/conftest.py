@@ -52,3 +52,28 @@ def isolated_pipeline(admin_url: str, tmp_path_factory: pytest.TempPathFactory):
                 os.environ[key] = value
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def single_dag(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Return a loader of one DAG from a DAGs folder holding only its file.
+
+    ``dag.test()`` re-parses its whole bundle before running; with the publish DAGs' cosmos ``dbt ls`` that costs
+    minutes on a loaded machine. A test about one small DAG points the bundle at a folder with just that file.
+    """
+    import shutil
+
+    from airflow import settings as airflow_settings
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pupilshare import PROJECT_ROOT
+
+    def load(dag_id: str):
+        folder = tmp_path_factory.mktemp(f"dags_{dag_id}")
+        shutil.copy(PROJECT_ROOT / "dags" / f"{dag_id}.py", folder / f"{dag_id}.py")
+        monkeypatch.setattr(airflow_settings, "DAGS_FOLDER", str(folder))
+        bag = DagBag(dag_folder=str(folder))
+        assert not bag.import_errors, bag.import_errors
+        return bag.get_dag(dag_id)
+
+    return load

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pupilshare.redact import describe_error
+
 log = logging.getLogger("pupilshare.alerts")
 
 
@@ -17,5 +19,5 @@ def alert_on_failure(context: dict[str, Any]) -> None:
         getattr(task_instance, "dag_id", "?"),
         getattr(task_instance, "task_id", "?"),
         context.get("run_id"),
-        error,
+        describe_error(error),  # never the values: error texts can quote a pupil's row
     )

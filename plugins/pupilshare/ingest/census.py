@@ -35,6 +35,7 @@ from typing import IO
 import psycopg
 from psycopg import sql
 
+from pupilshare.db import is_server_fault
 from pupilshare.findings import Finding
 from pupilshare.ingest.census_rules import CensusBatch, validate_census_batch
 from pupilshare.ingest.inbox import ReturnRejectedError, register_return
@@ -107,6 +108,8 @@ def load_census_extract(
         except _DuplicateContentError:
             return None
         except psycopg.Error as error:
+            if is_server_fault(error):
+                raise  # the server or connection failed, not the file: the task retries, nothing is quarantined
             raise ReturnRejectedError([_copy_finding(extract, error)]) from error
     log.info("loaded census extract %s as batch %s: %s", extract.name, result["load_batch_id"], result["rows"])
     return {"source": extract.name, **result}

@@ -125,7 +125,9 @@ def _ingest_one(conn, return_type: ReturnType, entry: Path, summary: IngestSumma
         summary.quarantined.append(
             {"return_type": return_type.name, "source": entry.name, "report": str(report), "reasons": str(rejected)}
         )
-        log.warning("quarantined %s %s: %s", return_type.name, entry.name, rejected)
+        rules = sorted({finding.rule_id for finding in rejected.findings})
+        # the findings themselves go to REPORT.txt beside the file, never to the log: they can quote a row
+        log.warning("quarantined %s %s: %s (see %s)", return_type.name, entry.name, ", ".join(rules), report)
         return
     if result is None:
         summary.duplicates.append(entry.name)

@@ -28,6 +28,7 @@ from psycopg import sql
 from stdnum.gb import upn as upn_check
 
 from pupilshare.dates import parse_census_date
+from pupilshare.db import is_server_fault
 from pupilshare.findings import Finding, Severity
 from pupilshare.ingest.inbox import ReturnRejectedError
 from pupilshare.ingest.raw_schema import record_findings
@@ -158,8 +159,17 @@ def load_csv_return(conn: psycopg.Connection, entry: Path, *, spec: CsvReturn, m
             record_findings(conn, return_type=spec.return_type, load_batch_id=batch_id, findings=findings)
             finish_batch(conn, batch_id, rows)
     except psycopg.Error as error:
+        if is_server_fault(error):
+            raise  # the server or connection failed, not the file: the task retries, nothing is quarantined
         raise ReturnRejectedError(
-            [Finding(entry.name, "FILE-UNREADABLE", "error", f"PostgreSQL refused the file set: {error}".strip())]
+            [
+                Finding(
+                    entry.name,
+                    "FILE-UNREADABLE",
+                    "error",
+                    f"PostgreSQL refused the file set: {error.diag.message_primary or type(error).__name__}",
+                )
+            ]
         ) from error
     counts = {
         "error": sum(f.severity == "error" for f in findings),
