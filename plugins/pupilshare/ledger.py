@@ -14,6 +14,33 @@ from datetime import date
 
 import psycopg
 
+
+def append_only_triggers_ddl(tables: tuple[str, ...]) -> str:
+    """DDL that makes each ``ledger.<table>`` append-only (no update, delete or truncate for any role, the owner
+    included), idempotently; ``ledger.refuse_change()`` must exist (it is created by the ledger's own DDL)."""
+    names = ", ".join(f"'{table}'" for table in tables)
+    return f"""
+do $$
+declare
+    ledger_table text;
+begin
+    foreach ledger_table in array array[{names}] loop
+        if not exists (
+            select 1 from pg_trigger
+            where tgname = 'append_only' and tgrelid = ('ledger.' || ledger_table)::regclass
+        ) then
+            execute format(
+                'create trigger append_only before update or delete on ledger.%I '
+                'for each row execute function ledger.refuse_change()', ledger_table);
+            execute format(
+                'create trigger append_only_truncate before truncate on ledger.%I '
+                'for each statement execute function ledger.refuse_change()', ledger_table);
+        end if;
+    end loop;
+end $$;
+"""
+
+
 _LEDGER_DDL = """
 create schema if not exists ledger;
 create table if not exists ledger.gate_results (
@@ -88,25 +115,7 @@ begin
     raise exception 'ledger.% is append-only: % is not allowed', tg_table_name, tg_op
         using errcode = 'insufficient_privilege';
 end $$;
-do $$
-declare
-    ledger_table text;
-begin
-    foreach ledger_table in array array['deliveries', 'disclosures', 'statistics_publications'] loop
-        if not exists (
-            select 1 from pg_trigger
-            where tgname = 'append_only' and tgrelid = ('ledger.' || ledger_table)::regclass
-        ) then
-            execute format(
-                'create trigger append_only before update or delete on ledger.%I '
-                'for each row execute function ledger.refuse_change()', ledger_table);
-            execute format(
-                'create trigger append_only_truncate before truncate on ledger.%I '
-                'for each statement execute function ledger.refuse_change()', ledger_table);
-        end if;
-    end loop;
-end $$;
-"""
+""" + append_only_triggers_ddl(("deliveries", "disclosures", "statistics_publications"))
 
 
 @dataclass(frozen=True)

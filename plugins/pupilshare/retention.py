@@ -35,7 +35,7 @@ import yaml
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
-from pupilshare.ledger import ensure_ledger_schema
+from pupilshare.ledger import append_only_triggers_ddl, ensure_ledger_schema
 from pupilshare.policy import Policy, load_policy
 from pupilshare.settings import Settings, load_settings
 
@@ -112,25 +112,7 @@ create index if not exists delivery_confirmations__delivery on ledger.delivery_c
 comment on table ledger.delivery_confirmations is
     'One row per confirmation by a recipient that a delivered file arrived intact; the outbox copy is then cleared '
     'after the grace period in policy/retention.yml.';
-do $$
-declare
-    ledger_table text;
-begin
-    foreach ledger_table in array array['retention_purges', 'delivery_confirmations'] loop
-        if not exists (
-            select 1 from pg_trigger
-            where tgname = 'append_only' and tgrelid = ('ledger.' || ledger_table)::regclass
-        ) then
-            execute format(
-                'create trigger append_only before update or delete on ledger.%I '
-                'for each row execute function ledger.refuse_change()', ledger_table);
-            execute format(
-                'create trigger append_only_truncate before truncate on ledger.%I '
-                'for each statement execute function ledger.refuse_change()', ledger_table);
-        end if;
-    end loop;
-end $$;
-"""
+""" + append_only_triggers_ddl(("retention_purges", "delivery_confirmations"))
 
 
 class UnknownDeliveryError(LookupError):
