@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from pupilshare.db import DatabaseEndpoints, to_sqlalchemy_url, with_database
 
 
@@ -35,5 +37,7 @@ def test_dbt_env__tcp_url():
 
 def test_dbt_env__percent_encoded_credentials_are_decoded():
     """An external server's password with reserved characters is percent-encoded in the URL; dbt needs it plain."""
-    env = DatabaseEndpoints("postgresql://app%40la:p%40ss%3Aw%2Frd%25@db:5432/data", "x", embedded=False).dbt_env()
+    user, password = quote("app@la", safe=""), quote("p@ss:w/rd%", safe="")
+    assert (user, password) == ("app%40la", "p%40ss%3Aw%2Frd%25")
+    env = DatabaseEndpoints(f"postgresql://{user}:{password}@db:5432/data", "x", embedded=False).dbt_env()
     assert (env["PUPILSHARE_DB_USER"], env["PUPILSHARE_DB_PASSWORD"]) == ("app@la", "p@ss:w/rd%")

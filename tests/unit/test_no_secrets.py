@@ -15,7 +15,9 @@ from pupilshare.settings import Settings
 #: placeholders of docs and unit tests (``user:password@host``) pass.
 _URL_WITH_PASSWORD = re.compile(r"[a-z+]+://[^/\s:@'\"]+:(?!\$|@|\{)([^@\s'\"]+)@")
 _PLACEHOLDERS = {"password", "secret", "p", "pass"}
-_ASSIGNED = re.compile(r"(?i)\b(password|passwd|secret|api_key|token)\b\s*[:=]\s*['\"]?([^\s'\"{}$]+)")
+_ASSIGNED = re.compile(r"(?i)\b(password|passwd|secret|api_key|token)\b[ \t]*[:=][ \t]*['\"]?([^\s'\"{}$]+)")
+#: In Python a secret would be a string literal; a bare name or call (``password = secrets.token_urlsafe()``) is not.
+_ASSIGNED_PYTHON = re.compile(r"(?i)\b(password|passwd|secret|api_key|token)\b[ \t]*[:=][ \t]*['\"]([^\s'\"{}$]+)")
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 #: Values that name where a secret comes from rather than being one.
 _NOT_SECRETS = {"none", "null", "true", "false", "str", "secretstr", "field(", "env_var("}
@@ -35,7 +37,8 @@ def _findings(name: str, text: str) -> list[str]:
         if match.group(1).lower() not in _PLACEHOLDERS
     ]
     found += [f"{name}: private key" for _ in _PRIVATE_KEY.finditer(text)]
-    for match in _ASSIGNED.finditer(text):
+    assigned = _ASSIGNED_PYTHON if name.endswith(".py") else _ASSIGNED
+    for match in assigned.finditer(text):
         value = match.group(2).strip().lower()
         if value and not any(value.startswith(safe) for safe in _NOT_SECRETS) and not value.startswith("${"):
             found.append(f"{name}: {match.group(1)} = {match.group(2)[:4]}...")
@@ -62,6 +65,9 @@ def test_secret_scanner__finds_planted_secrets():
     assert _findings("x", "url = postgresql://app:hunter2@db/pupilshare")
     assert _findings("x", "password: hunter2")
     assert _findings("x", "-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert _findings("x.py", 'password = "hunter2"')
+    assert not _findings("x.py", "self.password = password\npassword = secrets.token_urlsafe(16)")
+    assert not _findings("x", "if not password:\n    raise ValueError")
     assert not _findings("x", "postgresql://pupilshare:${POSTGRES_PASSWORD}@postgres/airflow")
     assert not _findings("x", "password: \"{{ env_var('PUPILSHARE_DB_PASSWORD', '') }}\"")
 
