@@ -26,7 +26,8 @@ from pupilshare.generate.returns import generate_all_returns
 from pupilshare.policy import load_policy
 from pupilshare.settings import Settings
 
-pytestmark = [pytest.mark.dags, pytest.mark.integration]
+# the module fixture runs three publish DAGs (about 35-47 dbt tasks each) inside the first test: allow it an hour
+pytestmark = [pytest.mark.dags, pytest.mark.integration, pytest.mark.timeout(3600)]
 
 FEED_DATE = dt.date(2026, 11, 29)
 POST16 = load_policy().recipient("post16")
