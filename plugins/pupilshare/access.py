@@ -3,8 +3,8 @@
 Roles (``<prefix>`` is ``PUPILSHARE_ROLE_PREFIX``, default the data database's name, because roles are cluster-wide
 and several pupilshare databases may share one server):
 
-- ``<prefix>_owner``: owns every project schema (``raw``, ``analytics``, ``ledger``, ``stats``, one per recipient)
-  and all in them; the pipeline connects as this role.
+- ``<prefix>_owner``: owns every project schema (``raw``, ``analytics``, ``ledger``, ``stats``, ``la_worklists``, one
+  per recipient) and all in them; the pipeline connects as this role.
 - ``<prefix>_feed_<recipient>``: one per recipient in ``recipients.yml``; reads its own feed schema, nothing else.
 - ``<prefix>_analyst``: reads published statistics, the ``stats`` schema and ``ledger.statistics_publications``.
 - ``<prefix>_dpo``: reads the ledger and runs ``ledger.subject_access(upn)``; nothing in ``raw`` directly.
@@ -37,6 +37,9 @@ RAW_SCHEMA = "raw"
 DBT_TARGET_SCHEMA = "analytics"
 LEDGER_SCHEMA = "ledger"
 STATS_SCHEMA = "stats"
+#: The LA's own pupil-level worklists (dbt ``models/marts/la_worklists``): owned and locked down like the rest, and read
+#: by no other project role (the analyst reads statistics only, never pupil-level data: docs/operations.md).
+LA_WORKLISTS_SCHEMA = "la_worklists"
 #: The analyst may read this ledger table (the register of statistics publications) and nothing else of the ledger.
 ANALYST_LEDGER_TABLES = ("statistics_publications",)
 _MAX_ROLE = 63  # PostgreSQL's identifier limit (NAMEDATALEN - 1)
@@ -91,7 +94,7 @@ def project_schemas(policy: Policy | None = None) -> tuple[str, ...]:
     """Every schema the project owns: pipeline schemas, then each recipient's feed schema."""
     policy = policy or load_policy()
     recipient_schemas = [recipient.schema_name for recipient in policy.recipients.values()]
-    schemas = [RAW_SCHEMA, DBT_TARGET_SCHEMA, LEDGER_SCHEMA, STATS_SCHEMA, *recipient_schemas]
+    schemas = [RAW_SCHEMA, DBT_TARGET_SCHEMA, LEDGER_SCHEMA, STATS_SCHEMA, LA_WORKLISTS_SCHEMA, *recipient_schemas]
     return tuple(dict.fromkeys(schemas))
 
 

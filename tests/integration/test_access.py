@@ -73,6 +73,7 @@ def secured(scratch_db: str):
             # built after the roles, as the pipeline rebuilds it: default privileges must reach it
             conn.execute("create table yss.rebuilt (n integer); insert into yss.rebuilt values (1)")
             conn.execute("create table stats.after_roles (n integer); insert into stats.after_roles values (2)")
+            conn.execute("create table la_worklists.la_worklist_sen_cohorts (upn text)")
         yield scratch_db, roles
     finally:
         with psycopg.connect(scratch_db, autocommit=True) as conn:
@@ -132,6 +133,7 @@ def test_recipient_role__reads_its_own_feed_schema_only(secured):
         "select * from raw.load_batches",
         "select * from ledger.disclosures",
         "select * from stats.after_roles",
+        "select * from la_worklists.la_worklist_sen_cohorts",
         "create table yss.mine (n integer)",
         "insert into yss.yss_feed values ('x', 'y')",
         "delete from yss.yss_feed",
@@ -171,6 +173,7 @@ def test_analyst_role__reads_published_statistics_only(secured):
         "select * from ledger.deliveries",
         "select * from raw.ncmp_measurements",
         "select * from yss.yss_feed",
+        "select * from la_worklists.la_worklist_sen_cohorts",  # pupil level: the LA's worklists are not statistics
         f"select * from ledger.subject_access('{UPN}')",
     ):
         _refused(url, roles.analyst, statement)
