@@ -7,8 +7,10 @@
     - School days are Monday to Friday after the leaving date up to and including the feed date; holidays are not
       known (no term calendar) and count as school days, so a case surfaces early rather than late.
     - A case when the count is at least the var (10 by default: the tenth school day after leaving is a case, the
-      ninth is not), and no registration in any school's current census roll has an entry date on or after the
-      leaving date (a later roll is the pupil back in education).
+      ninth is not), and the pupil is on no roll: no registration in a current census return of another school,
+      and none at the school left with an entry date on or after the leaving date (readmitted). A pupil still on
+      the roll of the school they left, entered before the leaving date, left after that census: a case. The list
+      is of current cases: a pupil back on a roll by the feed date, however late, is not on it.
     - Compulsory school age: completed years on the leaving date from `missing_education_min_age` to
       `missing_education_max_age`; a pupil with no known date of birth is kept (fail safe).
 #}
@@ -20,6 +22,10 @@ leavings as (
 
 registrations as (
     select * from {{ ref('int_census_registrations_current') }}
+),
+
+current_returns as (
+    select * from {{ ref('stg_census__current_returns') }}
 ),
 
 school_age_leavings as (
@@ -54,12 +60,25 @@ counted as (
     from latest_leavings
 ),
 
+registration_schools as (
+    select
+        registrations.upn as upn,
+        registrations.entry_date as entry_date,
+        current_returns.school_laestab as school_laestab
+    from registrations
+    left join current_returns
+        on registrations.load_batch_id = current_returns.load_batch_id
+        and registrations.school_census_table_id = current_returns.school_census_table_id
+),
+
 back_on_roll as (
     select distinct counted.upn as upn
     from counted
-    inner join registrations
-        on counted.upn = registrations.upn
-        and registrations.entry_date >= counted.leaving_date
+    inner join registration_schools
+        on counted.upn = registration_schools.upn
+    where
+        registration_schools.school_laestab is distinct from counted.school_laestab
+        or registration_schools.entry_date >= counted.leaving_date
 ),
 
 final as (
