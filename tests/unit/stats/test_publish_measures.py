@@ -19,6 +19,7 @@ from pupilshare.stats import (
     audit_suppression,
     find_primary_cells,
 )
+from pupilshare.stats.benchmark import benchmark_table
 from pupilshare.stats.publication import LocalAuthority, build_linked_tables, protect_tables, sibling_cell
 from pupilshare.stats.publish import stage_tables
 from pupilshare.stats.registry import StatisticsRegistry, StatisticsTable, load_registry
@@ -258,3 +259,10 @@ def test_stage_tables__gld_percent_is_z_when_nobody_was_assessed(tmp_path):
     rows = {row["school_urn"]: row for row in csv.DictReader((staging / "eyfs_gld.csv").open(encoding="utf-8"))}
     assert rows["100001"]["gld_percent"] == "z"
     assert rows["100002"]["gld_percent"] == f"{100 * 20 / 30:.1f}"
+
+
+@pytest.mark.parametrize("table", [spec.name for spec in REGISTRY.tables])
+def test_benchmark_table__every_registered_table_runs_on_synthetic_rows(table):
+    """The timing command's synthetic rows fit every registered table (a small run; county scale is by hand)."""
+    result = benchmark_table(table, n_schools=8, n_categories=3, seed=1)
+    assert result.publishable and result.cells > 0
