@@ -29,6 +29,14 @@ schools as (
     select * from {{ ref('int_census_schools_current') }}
 ),
 
+schools_by_laestab as (
+    -- a LAESTAB reused by a new URN (an academy conversion) belongs to the URN of its latest census return
+    select distinct on (school_laestab)
+        *
+    from schools
+    order by school_laestab, census_reference_date desc nulls last, school_urn desc
+),
+
 batches_dated as (
     -- SWC files carry no census date: the year comes from the set's name (swc_<LA>_<YYYY>, the academic year the
     -- November census falls in), else from when the batch was loaded
@@ -113,17 +121,17 @@ final as (
     select
         school_workforce.time_period::text as time_period,
         'Academic year'::text as time_identifier,
-        schools.school_urn::integer as school_urn,
-        schools.school_laestab::text as school_laestab,
-        schools.school_name::text as school_name,
-        schools.school_phase::text as school_phase,
+        schools_by_laestab.school_urn::integer as school_urn,
+        schools_by_laestab.school_laestab::text as school_laestab,
+        schools_by_laestab.school_name::text as school_name,
+        schools_by_laestab.school_phase::text as school_phase,
         school_workforce.staff_headcount::integer as staff_headcount,
         school_workforce.vacancies::integer as vacancies,
         round(school_workforce.staff_fte, 2)::numeric(12, 2) as staff_fte,
         round(school_workforce.sickness_days_lost, 1)::numeric(12, 1) as sickness_days_lost
     from school_workforce
-    inner join schools
-        on school_workforce.school_laestab = schools.school_laestab
+    inner join schools_by_laestab
+        on school_workforce.school_laestab = schools_by_laestab.school_laestab
 )
 
 select * from final

@@ -12,6 +12,12 @@ whole-number count. From it :func:`build_linked_tables` makes the linked table s
                   the all-Total cell of every topic value == that of the first one (every topic value is a
                   breakdown of the same pupils, so they share one published Total row)
 
+A table with several count columns (``tables.yml`` indicators of kind ``count``) gets the tables and links above once
+per column (table names ``<name>/<column>:la`` and ``:school``; the table's own count keeps ``<name>:la``), plus
+``column = sum(parts)`` in every cell for a count declared ``sum_of`` other counts. Ratios are derived cells on two
+counts of the same cell; ``sum`` columns (FTE, days) are not cells: they are derived cells on the count they follow,
+so they are hidden exactly where it is, and their values are added up over the same margins.
+
 The twin cells (school table at ``school_urn = Total``, the Total cell of every topic value but the first) are not
 written to the file; the audit still counts them as published unless hidden, which only makes it stricter.
 :func:`protect_tables` suppresses (primary, secondary), hides derived percentages built on a hidden count and runs the
