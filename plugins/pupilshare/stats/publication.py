@@ -285,9 +285,30 @@ def _indicator_value(checked: CheckedTable, cell: PublishedCell, indicator: Indi
         return HIDDEN_SYMBOL
     if indicator.kind == "sum":
         return linked.sums[derived_id]
-    numerator, denominator = (linked.table_set.cells[part] for part in linked.derived[derived_id])
+    if indicator.kind == "ratio":
+        numerator, denominator = (
+            _value_of(checked, cell, column) for column in (indicator.numerator, indicator.denominator)
+        )
+    else:
+        numerator, denominator = (linked.table_set.cells[part] for part in linked.derived[derived_id])
     scale = 1.0 if indicator.kind == "ratio" and indicator.unit != "%" else 100.0
     return scale * numerator / denominator if denominator else NOT_APPLICABLE
+
+
+def _value_of(checked: CheckedTable, cell: PublishedCell, column: str) -> float:
+    """The value of a count or sum column at a published row (the true value: only called when it may be shown)."""
+    linked = checked.linked
+    if column in linked.spec.sum_columns:
+        return linked.sums[f"{cell.cell_id}#{column}"]
+    return linked.table_set.cells[sibling_cell(linked.table_set, cell.cell_id, linked.spec, column)]
+
+
+def _count_behind(spec: StatisticsTable, column: str) -> str:
+    """The count column whose cell decides whether ``column`` may be shown: itself, or the count a sum follows."""
+    for indicator in spec.indicators:
+        if indicator.column == column and indicator.kind == "sum":
+            return indicator.follows
+    return column
 
 
 def ees_columns(spec: StatisticsTable) -> list[EESColumn]:
@@ -413,7 +434,7 @@ def _derived_cells(
                 coordinates = {**label.as_dict(), **dict.fromkeys(indicator.of, TOTAL)}
                 derived[derived_id] = (cell.cell_id, make_cell_id(label.table, coordinates))
             elif indicator.kind == "ratio":
-                inputs = (indicator.numerator, indicator.denominator)
+                inputs = (_count_behind(spec, indicator.numerator), _count_behind(spec, indicator.denominator))
                 derived[derived_id] = tuple(sibling_cell(table_set, cell.cell_id, spec, column) for column in inputs)
             elif indicator.kind == "sum":
                 follows = sibling_cell(table_set, cell.cell_id, spec, indicator.follows)

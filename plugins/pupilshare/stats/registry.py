@@ -11,8 +11,8 @@ Indicator kinds:
   set, and ``sum_of`` says a count is the sum of others in every cell (overall = authorised + unauthorised), so that
   suppression and the audit see that link too.
 - ``percent``: the table's count as a percentage of the same cell with the ``of`` dimensions at Total.
-- ``ratio``: ``numerator / denominator`` of two count columns in the same cell (times 100 with unit ``%``); ``c``
-  when either count is hidden, ``z`` when the denominator is 0.
+- ``ratio``: ``numerator / denominator`` of two count or sum columns in the same cell (times 100 with unit ``%``);
+  ``c`` when either count (for a sum: the count it follows) is hidden, ``z`` when the denominator is 0.
 - ``sum``: a column of the model that is not a whole-number count (FTE, days lost); never a cell of the linked table
   set: it is published as ``c`` wherever the count it ``follows`` is hidden (primary or secondary), so its pattern is
   that count's pattern.
@@ -117,10 +117,12 @@ class StatisticsTable(_Strict):
         for indicator in self.indicators:
             if not set(indicator.of) <= dimensions:
                 raise ValueError(f"table {self.name}: {indicator.column} is `of` {indicator.of}, not dimensions")
-            named = {*indicator.sum_of, *((indicator.numerator, indicator.denominator) if indicator.numerator else ())}
-            named |= {indicator.follows} - {""}
+            named = {*indicator.sum_of, indicator.follows} - {""}
             if not named <= set(counts) or indicator.column in indicator.sum_of:
                 raise ValueError(f"table {self.name}: {indicator.column} names {sorted(named)}, not other counts")
+            inputs = {indicator.numerator, indicator.denominator} - {""}
+            if not inputs <= {*counts, *self.sum_columns}:
+                raise ValueError(f"table {self.name}: {indicator.column} divides {sorted(inputs)}, not counts or sums")
         if "Local authority" not in self.geographic_levels:
             raise ValueError(f"table {self.name}: the Local authority level is always published (it is the total)")
         if len(set(self.geographic_levels)) != len(self.geographic_levels):

@@ -128,7 +128,7 @@ def _entry(**changes) -> dict:
     ("indicator", "message"),
     [
         ({"column": "r", "label": "R", "kind": "ratio", "numerator": "a"}, "needs a numerator and a denominator"),
-        ({"column": "r", "label": "R", "kind": "ratio", "numerator": "a", "denominator": "x"}, "not other counts"),
+        ({"column": "r", "label": "R", "kind": "ratio", "numerator": "a", "denominator": "x"}, "not counts or sums"),
         ({"column": "s", "label": "S", "kind": "sum"}, "needs the count it `follows`"),
         ({"column": "s", "label": "S", "kind": "sum", "follows": "s"}, "not other counts"),
         ({"column": "c", "label": "C", "kind": "count", "sum_of": ["a", "x"]}, "not other counts"),
@@ -216,9 +216,11 @@ def test_stage_tables__workforce_sums_follow_the_headcount(workforce, tmp_path):
     assert (small["staff_headcount"], small["staff_fte"], small["sickness_days_lost"]) == ("c", "c", "c")
     for row in rows:
         hidden = row["staff_headcount"] == "c"
-        assert (row["staff_fte"] == "c") == hidden and (row["sickness_days_lost"] == "c") == hidden
+        for column in ("staff_fte", "sickness_days_lost", "sickness_days_per_fte"):
+            assert (row[column] == "c") == hidden, (row["school_urn"], column)
     la = next(row for row in rows if row["geographic_level"] == "Local authority" and row["school_phase"] == "Total")
     assert (la["staff_headcount"], la["staff_fte"], la["sickness_days_lost"]) == ("97", "86.3", "160.0")
+    assert la["sickness_days_per_fte"] == f"{160 / 86.35:.1f}"
 
 
 def test_protect_tables__a_published_sum_on_a_hidden_headcount_is_refused(workforce):
