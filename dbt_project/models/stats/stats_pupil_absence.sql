@@ -23,8 +23,10 @@ sessions_placed as (
     select
         {{ academic_year_period('termly_sessions.census_reference_date') }} as time_period,
         school_returns.school_urn as school_urn,
-        coalesce(termly_sessions.upn, 'row-' || termly_sessions.load_batch_id || '-' || termly_sessions.source_row_number)
-            as pupil_key,
+        coalesce(
+            termly_sessions.upn,
+            'row-' || termly_sessions.load_batch_id || '-' || termly_sessions.source_row_number
+        ) as pupil_key,
         termly_sessions.termly_sessions_possible as sessions_possible,
         coalesce(termly_sessions.termly_sessions_authorised_absence, 0) as sessions_authorised,
         coalesce(termly_sessions.termly_sessions_unauthorised_absence, 0) as sessions_unauthorised
