@@ -1,9 +1,10 @@
 """publish_statistics end to end on a real PostgreSQL: stats model rows in, gated EES files in the outbox out.
 
 A fresh database gets ``stats.stats_pupils_by_characteristic`` as dbt would build it (the contract's columns), from
-synthetic pupils of 14 schools with many small counts. The publish must leave files that pass the EES checker with
-every count of 1 or 2 shown as ``c``, a manifest, and one ledger row per table; a rerun publishes nothing twice; a
-publish whose suppression misses secondary cells is refused by the audit and leaves nothing in the outbox.
+synthetic pupils of 14 schools with many small counts, and the other registered models empty (skipped this time).
+The publish must leave files that pass the EES checker with every count of 1 or 2 shown as ``c``, a manifest, and
+one ledger row per table; a rerun publishes nothing twice; a publish whose suppression misses secondary cells is
+refused by the audit and leaves nothing in the outbox.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
+from psycopg import sql
 
 from pupilshare.settings import Settings
 from pupilshare.stats import SuppressionResult, assert_valid_ees, find_primary_cells
 from pupilshare.stats import publish as stats_publish
 from pupilshare.stats.publish import StatisticsRefusedError, publish_statistics
+from pupilshare.stats.registry import default_registry
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +62,20 @@ def _model_rows(schools: int = 14, seed: int = 3) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _create_empty_models(conn: psycopg.Connection) -> None:
+    """The other registered stats models, empty (as dbt builds them before a return arrives): skipped, not failed."""
+    for spec in default_registry().tables:
+        if spec.model == "stats_pupils_by_characteristic":
+            continue
+        types = {column: "integer" for column in ("school_urn", *spec.count_columns)}
+        types |= dict.fromkeys(spec.sum_columns, "numeric")
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(types.get(column, "text")))
+            for column in spec.model_columns
+        )
+        conn.execute(sql.SQL("create table {} ({})").format(sql.Identifier(spec.schema_name, spec.model), columns))
+
+
 @pytest.fixture
 def stats_db(scratch_db: str) -> Iterator[str]:
     """The scratch database with the stats model table filled in."""
@@ -71,6 +88,7 @@ def stats_db(scratch_db: str) -> Iterator[str]:
                    school_laestab text, school_name text, school_phase_code text, school_phase text not null,
                    characteristic text not null, characteristic_value text not null, headcount integer not null)"""
         )
+        _create_empty_models(conn)
         with conn.cursor() as cursor:
             cursor.executemany(
                 """insert into stats.stats_pupils_by_characteristic
@@ -148,6 +166,10 @@ def test_publish_statistics__audit_failure_publishes_nothing_and_is_recorded(set
 
     assert list((settings.outbox_dir).rglob("*")) == []
     assert list((settings.staging_dir / "statistics").rglob("*.csv")) == []
-    [record] = _ledger(stats_db)
+    records = {record["table_name"]: record for record in _ledger(stats_db)}
+    assert set(records) == {spec.name for spec in default_registry().tables}, "one failed row per registered table"
+    assert {record["status"] for record in records.values()} == {"failed"}
+    record = records["pupils_by_characteristic"]
     assert (record["status"], record["audit_ok"], record["run_id"]) == ("failed", False, "manual__bad")
     assert "disclosure risk" in record["failure"] and record["published_at"] is None
+    assert records["workforce"]["audit_ok"] is None, "a table with no rows was never audited"

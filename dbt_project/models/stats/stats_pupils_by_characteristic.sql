@@ -37,18 +37,7 @@ pupils_recoded as (
         school_laestab as school_laestab,
         school_name as school_name,
         school_phase_code as school_phase_code,
-        case school_phase_code
-            when 'NS' then 'Nursery'
-            when 'PS' then 'Primary'
-            when 'MP' then 'Middle deemed primary'
-            when 'MS' then 'Middle deemed secondary'
-            when 'SS' then 'Secondary'
-            when 'SP' then 'Special'
-            when 'AT' then 'All-through'
-            when 'EY' then 'Early years'
-            when 'PR' then 'Pupil referral unit'
-            else 'Unclassified'
-        end as school_phase,
+        {{ school_phase_label('school_phase_code') }} as school_phase,
         case sex_code
             when 'M' then 'Male'
             when 'F' then 'Female'

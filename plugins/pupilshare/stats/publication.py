@@ -12,6 +12,12 @@ whole-number count. From it :func:`build_linked_tables` makes the linked table s
                   the all-Total cell of every topic value == that of the first one (every topic value is a
                   breakdown of the same pupils, so they share one published Total row)
 
+A table with several count columns (``tables.yml`` indicators of kind ``count``) gets the tables and links above once
+per column (table names ``<name>/<column>:la`` and ``:school``; the table's own count keeps ``<name>:la``), plus
+``column = sum(parts)`` in every cell for a count declared ``sum_of`` other counts. Ratios are derived cells on two
+counts of the same cell; ``sum`` columns (FTE, days) are not cells: they are derived cells on the count they follow,
+so they are hidden exactly where it is, and their values are added up over the same margins.
+
 The twin cells (school table at ``school_urn = Total``, the Total cell of every topic value but the first) are not
 written to the file; the audit still counts them as published unless hidden, which only makes it stricter.
 :func:`protect_tables` suppresses (primary, secondary), hides derived percentages built on a hidden count and runs the
@@ -30,7 +36,7 @@ import pandas as pd
 from pupilshare.stats.audit import AuditReport, assert_publishable
 from pupilshare.stats.config import DisclosureConfig
 from pupilshare.stats.ees import EESColumn
-from pupilshare.stats.registry import StatisticsTable
+from pupilshare.stats.registry import IndicatorSpec, StatisticsTable
 from pupilshare.stats.suppression import (
     HIDDEN_SYMBOL,
     TOTAL,
@@ -39,6 +45,7 @@ from pupilshare.stats.suppression import (
     TableSet,
     TableSetError,
     build_table,
+    combine_tables,
     find_derived_to_hide,
     link_cells,
     link_tables,
@@ -52,6 +59,8 @@ LA_LEVEL = "Local authority"
 #: GSS symbol for a percentage whose denominator is 0.
 NOT_APPLICABLE = "z"
 ENGLAND = ("E92000001", "England")
+#: ``sum`` indicators (FTE, days) are added up as whole numbers of millionths, then divided back.
+_SUM_SCALE = 1_000_000
 
 Suppressor = Callable[[TableSet, DisclosureConfig], SuppressionResult]
 
@@ -90,6 +99,16 @@ class LinkedTables:
     published: tuple[PublishedCell, ...]
     derived: Mapping[str, tuple[str, str]]
     schools: pd.DataFrame = field(repr=False)
+    sums: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def published_ids(self) -> frozenset[str]:
+        """Every count cell written to the file: the table's count and its other count columns, row by row."""
+        return frozenset(
+            sibling_cell(self.table_set, cell.cell_id, self.spec, column)
+            for cell in self.published
+            for column in self.spec.count_columns
+        )
 
 
 @dataclass(frozen=True)
@@ -103,7 +122,7 @@ class CheckedTable:
 
     def summary(self) -> dict[str, object]:
         """Counts of published cells hidden (primary, secondary, derived) and the narrowest protection range."""
-        published = {cell.cell_id for cell in self.linked.published}
+        published = self.linked.published_ids
         widths = [r.width for r in self.report.ranges if r.cell_id in published]
         narrowest = min(widths, default=None)
         return {
@@ -120,34 +139,99 @@ class CheckedTable:
 def build_linked_tables(spec: StatisticsTable, frame: pd.DataFrame) -> LinkedTables:
     """The linked table set of one table for one time period (module docstring: the tables and their links)."""
     frame, schools = _checked_frame(spec, frame)
-    topic = [spec.topic.column] if spec.topic else []
-    dims = [spec_.column for spec_ in spec.dimensions]
     groups = [spec_.column for spec_ in spec.school_groups]
-    la_frame = frame.groupby([*groups, *topic, *dims], sort=True)[spec.count].sum().reset_index()
-    la_table = build_table(
-        la_frame,
-        table=f"{spec.name}:la",
-        dimensions=[*groups, *topic, *dims],
-        count=spec.count,
-        totals=[*groups, *dims],
-    )
-    table_set = la_table
-    if spec.publishes_schools:
-        school_table = build_table(
-            frame, table=f"{spec.name}:school", dimensions=[SCHOOL_KEY, *topic, *dims], count=spec.count,
-            totals=[SCHOOL_KEY, *dims],
-        )  # fmt: skip
-        linked = link_tables(
-            school_table, la_table, first_where={SCHOOL_KEY: TOTAL}, second_where=dict.fromkeys(groups, TOTAL)
-        )
-        extra = _group_constraints(linked, la_table, schools, groups)
-        table_set = TableSet(linked.cells, linked.constraints + extra, linked.labels)
+    table_set = combine_tables(*(_count_tables(spec, frame, schools, groups, column) for column in spec.count_columns))
+    sum_of = _sum_of_constraints(table_set, spec)
+    table_set = TableSet(table_set.cells, table_set.constraints + sum_of, table_set.labels)
     twins = _topic_twins(table_set, spec) if spec.topic else []
     table_set = link_cells(table_set, twins)
     time_period, time_identifier = frame["time_period"].iat[0], frame["time_identifier"].iat[0]
     published = tuple(_published_cells(table_set, spec, schools, {twin for _, twin in twins}))
     derived = _derived_cells(table_set, spec, published)
-    return LinkedTables(spec, time_period, time_identifier, table_set, published, derived, schools)
+    sums = _sum_values(spec, frame, published, table_set)
+    return LinkedTables(spec, time_period, time_identifier, table_set, published, derived, schools, sums)
+
+
+def table_name(spec: StatisticsTable, column: str, level: str) -> str:
+    """The table name of one count column at one level (``la``, ``school``); the table's count keeps the bare name."""
+    suffix = "" if column == spec.count else f"/{column}"
+    return f"{spec.name}{suffix}:{level}"
+
+
+def sibling_cell(table_set: TableSet, cell_id: str, spec: StatisticsTable, column: str) -> str:
+    """The cell of count ``column`` at the same level and coordinates as the table's count cell ``cell_id``."""
+    label = table_set.labels[cell_id]
+    return make_cell_id(table_name(spec, column, label.table.rsplit(":", 1)[1]), label.as_dict())
+
+
+def _level_tables(
+    spec: StatisticsTable, frame: pd.DataFrame, groups: list[str], column: str
+) -> tuple[TableSet, TableSet | None]:
+    """The LA table and (when schools are published) the school table of one whole-number column."""
+    topic = [spec.topic.column] if spec.topic else []
+    dims = [spec_.column for spec_ in spec.dimensions]
+    la_frame = frame.groupby([*groups, *topic, *dims], sort=True)[column].sum().reset_index()
+    la_table = build_table(
+        la_frame, table=table_name(spec, column, "la"), dimensions=[*groups, *topic, *dims], count=column,
+        totals=[*groups, *dims],
+    )  # fmt: skip
+    if not spec.publishes_schools:
+        return la_table, None
+    school_table = build_table(
+        frame, table=table_name(spec, column, "school"), dimensions=[SCHOOL_KEY, *topic, *dims], count=column,
+        totals=[SCHOOL_KEY, *dims],
+    )  # fmt: skip
+    return la_table, school_table
+
+
+def _count_tables(
+    spec: StatisticsTable, frame: pd.DataFrame, schools: pd.DataFrame, groups: list[str], column: str
+) -> TableSet:
+    """One count column's LA table, linked to its school table and to the schools of each group."""
+    la_table, school_table = _level_tables(spec, frame, groups, column)
+    if school_table is None:
+        return la_table
+    linked = link_tables(
+        school_table, la_table, first_where={SCHOOL_KEY: TOTAL}, second_where=dict.fromkeys(groups, TOTAL)
+    )
+    extra = _group_constraints(linked, la_table, schools, groups)
+    return TableSet(linked.cells, linked.constraints + extra, linked.labels)
+
+
+def _sum_of_constraints(table_set: TableSet, spec: StatisticsTable) -> tuple[Constraint, ...]:
+    """A count declared ``sum_of`` other counts is their sum in every cell (overall = authorised + unauthorised)."""
+    primary = (table_name(spec, spec.count, "la"), table_name(spec, spec.count, "school"))
+    constraints = []
+    for indicator in spec.indicators:
+        if indicator.kind != "count" or not indicator.sum_of:
+            continue
+        for cell_id, label in table_set.labels.items():
+            if label.table in primary:
+                parts = tuple(sibling_cell(table_set, cell_id, spec, part) for part in indicator.sum_of)
+                constraints.append(Constraint(sibling_cell(table_set, cell_id, spec, indicator.column), parts))
+    return tuple(constraints)
+
+
+def _sum_values(
+    spec: StatisticsTable, frame: pd.DataFrame, published: Iterable[PublishedCell], table_set: TableSet
+) -> dict[str, float]:
+    """Derived id -> value of every ``sum`` indicator at every published cell (margins added as for the counts).
+
+    The sums are scaled to whole numbers (``_SUM_SCALE``) only to reuse :func:`build_table` for the margins; they are
+    not cells of the linked table set.
+    """
+    groups = [spec_.column for spec_ in spec.school_groups]
+    values: dict[str, float] = {}
+    for column in spec.sum_columns:
+        scaled = frame.assign(**{column: (pd.to_numeric(frame[column]).astype(float) * _SUM_SCALE).round()})
+        if scaled[column].isna().any():
+            raise StatisticsModelError(f"table {spec.name}: {column} has missing values")
+        scaled[column] = scaled[column].astype("int64")
+        tables = [table for table in _level_tables(spec, scaled, groups, column) if table is not None]
+        cells = {cell_id: value for table in tables for cell_id, value in table.cells.items()}
+        for cell in published:
+            values[f"{cell.cell_id}#{column}"] = cells[sibling_cell(table_set, cell.cell_id, spec, column)] / _SUM_SCALE
+    return values
 
 
 def protect_tables(
@@ -163,7 +247,6 @@ def protect_tables(
 def render_ees_frame(checked: CheckedTable, la: LocalAuthority) -> pd.DataFrame:
     """The EES tidy data: one row per published cell (grain: time period, geography, filter values)."""
     linked, spec = checked.linked, checked.linked.spec
-    cells = linked.table_set.cells
     rows = []
     for cell in linked.published:
         row = {
@@ -183,19 +266,49 @@ def render_ees_frame(checked: CheckedTable, la: LocalAuthority) -> pd.DataFrame:
             row["school_name"] = "" if school is None else school["school_name"]
         row.update(cell.filters)
         for indicator in spec.indicators:
-            derived_id = f"{cell.cell_id}#{indicator.column}"
-            if indicator.kind == "count":
-                row[indicator.column] = HIDDEN_SYMBOL if cell.cell_id in checked.hidden else cells[cell.cell_id]
-            elif derived_id in checked.hidden:
-                row[indicator.column] = HIDDEN_SYMBOL
-            else:
-                numerator, denominator = (cells[part] for part in linked.derived[derived_id])
-                row[indicator.column] = 100.0 * numerator / denominator if denominator else NOT_APPLICABLE
+            row[indicator.column] = _indicator_value(checked, cell, indicator)
         rows.append(row)
     frame = pd.DataFrame(rows)
     order = frame["geographic_level"].ne(LA_LEVEL).astype(int)
     keys = ["school_laestab"] if spec.publishes_schools else []
     return frame.assign(_order=order).sort_values(["_order", *keys], kind="stable").drop(columns="_order")
+
+
+def _indicator_value(checked: CheckedTable, cell: PublishedCell, indicator: IndicatorSpec) -> object:
+    """One indicator of one published row: its number, ``c`` when hidden, ``z`` for a rate over 0."""
+    linked = checked.linked
+    if indicator.kind == "count":
+        cell_id = sibling_cell(linked.table_set, cell.cell_id, linked.spec, indicator.column)
+        return HIDDEN_SYMBOL if cell_id in checked.hidden else linked.table_set.cells[cell_id]
+    derived_id = f"{cell.cell_id}#{indicator.column}"
+    if derived_id in checked.hidden:
+        return HIDDEN_SYMBOL
+    if indicator.kind == "sum":
+        return linked.sums[derived_id]
+    if indicator.kind == "ratio":
+        numerator, denominator = (
+            _value_of(checked, cell, column) for column in (indicator.numerator, indicator.denominator)
+        )
+    else:
+        numerator, denominator = (linked.table_set.cells[part] for part in linked.derived[derived_id])
+    scale = 1.0 if indicator.kind == "ratio" and indicator.unit != "%" else 100.0
+    return scale * numerator / denominator if denominator else NOT_APPLICABLE
+
+
+def _value_of(checked: CheckedTable, cell: PublishedCell, column: str) -> float:
+    """The value of a count or sum column at a published row (the true value: only called when it may be shown)."""
+    linked = checked.linked
+    if column in linked.spec.sum_columns:
+        return linked.sums[f"{cell.cell_id}#{column}"]
+    return linked.table_set.cells[sibling_cell(linked.table_set, cell.cell_id, linked.spec, column)]
+
+
+def _count_behind(spec: StatisticsTable, column: str) -> str:
+    """The count column whose cell decides whether ``column`` may be shown: itself, or the count a sum follows."""
+    for indicator in spec.indicators:
+        if indicator.column == column and indicator.kind == "sum":
+            return indicator.follows
+    return column
 
 
 def ees_columns(spec: StatisticsTable) -> list[EESColumn]:
@@ -291,8 +404,9 @@ def _published_cells(
     topic = spec.topic.column if spec.topic else None
     dims = [d.column for d in spec.dimensions]
     groups = [g.column for g in spec.school_groups]
+    primary = (table_name(spec, spec.count, "la"), table_name(spec, spec.count, "school"))
     for cell_id, label in table_set.labels.items():
-        if cell_id in twins:
+        if cell_id in twins or label.table not in primary:
             continue
         coordinates = label.as_dict()
         is_total_row = all(coordinates[dim] == TOTAL for dim in dims)
@@ -315,7 +429,14 @@ def _derived_cells(
     for cell in published:
         label = table_set.labels[cell.cell_id]
         for indicator in spec.indicators:
+            derived_id = f"{cell.cell_id}#{indicator.column}"
             if indicator.kind == "percent":
                 coordinates = {**label.as_dict(), **dict.fromkeys(indicator.of, TOTAL)}
-                derived[f"{cell.cell_id}#{indicator.column}"] = (cell.cell_id, make_cell_id(label.table, coordinates))
+                derived[derived_id] = (cell.cell_id, make_cell_id(label.table, coordinates))
+            elif indicator.kind == "ratio":
+                inputs = (_count_behind(spec, indicator.numerator), _count_behind(spec, indicator.denominator))
+                derived[derived_id] = tuple(sibling_cell(table_set, cell.cell_id, spec, column) for column in inputs)
+            elif indicator.kind == "sum":
+                follows = sibling_cell(table_set, cell.cell_id, spec, indicator.follows)
+                derived[derived_id] = (follows, follows)
     return derived

@@ -2,7 +2,20 @@
 
 Each entry names a dbt model in ``models/stats/`` (integer counts per school) and says how to publish it: its EES
 filters (an optional ``topic``, the ``dimensions`` that add up to a Total, the ``school_groups`` shown per school and
-used to break the Local authority level down), its indicators (counts and percentages), and its geographic levels.
+used to break the Local authority level down), its indicators and its geographic levels.
+
+Indicator kinds:
+
+- ``count``: a whole-number column of the model, suppressed cell by cell. The first is the table's ``count`` (the
+  one percentages are of); a table may have more (sessions authorised, unauthorised...), each its own linked table
+  set, and ``sum_of`` says a count is the sum of others in every cell (overall = authorised + unauthorised), so that
+  suppression and the audit see that link too.
+- ``percent``: the table's count as a percentage of the same cell with the ``of`` dimensions at Total.
+- ``ratio``: ``numerator / denominator`` of two count or sum columns in the same cell (times 100 with unit ``%``);
+  ``c`` when either count (for a sum: the count it follows) is hidden, ``z`` when the denominator is 0.
+- ``sum``: a column of the model that is not a whole-number count (FTE, days lost); never a cell of the linked table
+  set: it is published as ``c`` wherever the count it ``follows`` is hidden (primary or secondary), so its pattern is
+  that count's pattern.
 """
 
 from __future__ import annotations
@@ -33,22 +46,40 @@ class FilterSpec(_Strict):
 
 
 class IndicatorSpec(_Strict):
-    """An EES indicator: the count itself, or a percentage of the same cell with the ``of`` dimensions at Total."""
+    """An EES indicator: a count, a percentage, a ratio of two counts, or a sum that follows a count (module doc)."""
 
     column: str = Field(pattern=_SNAKE)
     label: str = Field(min_length=1)
-    kind: Literal["count", "percent"]
+    kind: Literal["count", "percent", "ratio", "sum"]
     of: tuple[str, ...] = ()
+    sum_of: tuple[str, ...] = ()
+    numerator: str = ""
+    denominator: str = ""
+    follows: str = ""
     unit: Literal["", "%"] = ""
     dp: int | None = Field(default=None, ge=0, le=4)
     grouping: str = ""
 
     @model_validator(mode="after")
     def _kind_fits(self) -> IndicatorSpec:
-        if self.kind == "count" and (self.of or self.unit):
-            raise ValueError(f"indicator {self.column}: a count has no `of` and no unit")
+        used = {
+            "of": bool(self.of),
+            "sum_of": bool(self.sum_of),
+            "numerator": bool(self.numerator or self.denominator),
+            "follows": bool(self.follows),
+        }
+        allowed = {"count": {"sum_of"}, "percent": {"of"}, "ratio": {"numerator"}, "sum": {"follows"}}[self.kind]
+        wrong = sorted(key for key, is_set in used.items() if is_set and key not in allowed)
+        if wrong:
+            raise ValueError(f"indicator {self.column}: a {self.kind} has no {wrong}")
+        if self.kind == "count" and self.unit:
+            raise ValueError(f"indicator {self.column}: a count has no unit")
         if self.kind == "percent" and (not self.of or self.unit != "%"):
             raise ValueError(f"indicator {self.column}: a percent needs `of` (its denominator) and unit '%'")
+        if self.kind == "ratio" and not (self.numerator and self.denominator):
+            raise ValueError(f"indicator {self.column}: a ratio needs a numerator and a denominator count")
+        if self.kind == "sum" and not self.follows:
+            raise ValueError(f"indicator {self.column}: a sum needs the count it `follows` for suppression")
         return self
 
 
@@ -62,7 +93,7 @@ class StatisticsTable(_Strict):
     schema_name: str = Field(default="stats", alias="schema", pattern=_SNAKE)
     count: str = Field(pattern=_SNAKE)
     topic: FilterSpec | None = None
-    dimensions: tuple[FilterSpec, ...] = Field(min_length=1)
+    dimensions: tuple[FilterSpec, ...] = ()
     school_groups: tuple[FilterSpec, ...] = ()
     filters: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Rows kept: those whose column holds one of the listed values."
@@ -77,13 +108,21 @@ class StatisticsTable(_Strict):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"table {self.name}: columns named twice: {duplicates}")
-        counts = [indicator for indicator in self.indicators if indicator.kind == "count"]
-        if [indicator.column for indicator in counts] != [self.count]:
-            raise ValueError(f"table {self.name}: exactly one count indicator, named like `count` ({self.count})")
+        if not self.dimensions and not self.school_groups:
+            raise ValueError(f"table {self.name}: needs a dimension or a school group (the LA level breaks down)")
+        counts = self.count_columns
+        if not counts or counts[0] != self.count:
+            raise ValueError(f"table {self.name}: the first count indicator must be the table's `count` ({self.count})")
         dimensions = {spec.column for spec in self.dimensions}
         for indicator in self.indicators:
             if not set(indicator.of) <= dimensions:
                 raise ValueError(f"table {self.name}: {indicator.column} is `of` {indicator.of}, not dimensions")
+            named = {*indicator.sum_of, indicator.follows} - {""}
+            if not named <= set(counts) or indicator.column in indicator.sum_of:
+                raise ValueError(f"table {self.name}: {indicator.column} names {sorted(named)}, not other counts")
+            inputs = {indicator.numerator, indicator.denominator} - {""}
+            if not inputs <= {*counts, *self.sum_columns}:
+                raise ValueError(f"table {self.name}: {indicator.column} divides {sorted(inputs)}, not counts or sums")
         if "Local authority" not in self.geographic_levels:
             raise ValueError(f"table {self.name}: the Local authority level is always published (it is the total)")
         if len(set(self.geographic_levels)) != len(self.geographic_levels):
@@ -99,9 +138,20 @@ class StatisticsTable(_Strict):
         return (*self.school_groups, *((self.topic,) if self.topic else ()), *self.dimensions)
 
     @property
+    def count_columns(self) -> tuple[str, ...]:
+        """The whole-number count columns, the table's ``count`` first: each is suppressed cell by cell."""
+        return tuple(indicator.column for indicator in self.indicators if indicator.kind == "count")
+
+    @property
+    def sum_columns(self) -> tuple[str, ...]:
+        """The non-count value columns (kind ``sum``): published only where the count they follow is."""
+        return tuple(indicator.column for indicator in self.indicators if indicator.kind == "sum")
+
+    @property
     def model_columns(self) -> tuple[str, ...]:
         """The columns read from the model."""
-        return (*MODEL_BASE_COLUMNS, *(spec.column for spec in self.filter_specs), self.count)
+        filters = (spec.column for spec in self.filter_specs)
+        return (*MODEL_BASE_COLUMNS, *filters, *self.count_columns, *self.sum_columns)
 
     @property
     def publishes_schools(self) -> bool:

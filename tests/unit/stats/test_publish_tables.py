@@ -102,7 +102,10 @@ def test_load_registry__shipped_registry_is_valid():
         (("tables", 0, "indicators", 1, "of"), ["no_such_dimension"], "not dimensions"),
         (("tables", 0, "geographic_levels"), ["School"], "Local authority"),
         (("tables", 0, "indicators", 0, "kind"), "percent", "percent needs"),
-        (("tables", 0, "count"), "pupils", "exactly one count indicator"),
+        (("tables", 0, "count"), "pupils", "first count indicator must be the table's `count`"),
+        (("tables", 0, "indicators", 1, "kind"), "ratio", "a ratio has no \\['of'\\]"),
+        (("tables", 0, "indicators", 0, "follows"), "headcount", "a count has no \\['follows'\\]"),
+        (("tables", 0, "dimensions"), [], "not dimensions"),
         (("tables", 0, "filters"), {"no_such_column": ["x"]}, "not filters"),
     ],
 )
