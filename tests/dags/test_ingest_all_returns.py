@@ -26,7 +26,7 @@ def _csv_rows(folder: Path) -> dict[str, int]:
     return counts
 
 
-def test_ingest_dag__loads_every_return_and_counts_reconcile(tmp_path, scratch_db, monkeypatch):
+def test_ingest_dag__loads_every_return_and_counts_reconcile(tmp_path, scratch_db, monkeypatch, single_dag):
     data_dir = tmp_path / "data"
     inbox = data_dir / "inbox"
     extract = build_census_extract(schools=6, pupils=900, seed=5)
@@ -37,11 +37,7 @@ def test_ingest_dag__loads_every_return_and_counts_reconcile(tmp_path, scratch_d
     monkeypatch.setenv("PUPILSHARE_DATABASE_URL", scratch_db)
     monkeypatch.setenv("PUPILSHARE_DATA_DIR", str(data_dir))
 
-    from airflow.dag_processing.dagbag import DagBag
-
-    from pupilshare import PROJECT_ROOT
-
-    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).get_dag("pupilshare_ingest")
+    dag = single_dag("pupilshare_ingest")
     dag_run = dag.test(logical_date=dt.datetime(2026, 11, 29, 12, tzinfo=dt.UTC))
     assert str(dag_run.state) == "success"
 

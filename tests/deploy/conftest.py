@@ -217,7 +217,13 @@ class Deployment:
     services: ServiceGroup
     api: Api
 
+    #: ``time.monotonic()`` by which every wait must end (``None``: each wait only has its own timeout). A test set
+    #: it so that a hung topology fails with the services' logs before pytest-timeout kills the test without them.
+    deadline: float | None = None
+
     def wait(self, what: str, check, timeout: float = RUN_TIMEOUT):
+        if self.deadline is not None:
+            timeout = max(min(timeout, self.deadline - time.monotonic()), 1.0)
         return _wait(what, check, timeout, self.services)
 
     def finished_run(self, dag_id: str, run_type: str) -> dict:
