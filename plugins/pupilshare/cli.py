@@ -202,6 +202,52 @@ def retention(
     console.print(apply_retention(day, run_id=f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"))
 
 
+@app.command()
+def sar(
+    upn: Annotated[str, typer.Argument(help="The pupil's UPN (13 characters, check letter first).")],
+    output_format: Annotated[str, typer.Option("--format", help="json or html.")] = "json",
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Connect as this user (e.g. the DPO's own login; default PUPILSHARE_DATABASE_URL)."),
+    ] = None,
+) -> None:
+    """Subject access report: what is held about the pupil by return, their effective opt-outs and why, and every
+    disclosure (from the ledger). Runs as the DPO role; the look-up itself is recorded."""
+    import sys
+
+    from pupilshare.access import default_role_prefix, project_roles
+    from pupilshare.db import database_server
+    from pupilshare.sar import (
+        InvalidUpnError,
+        SubjectAccessConfigError,
+        act_as_dpo,
+        compact_upn,
+        report_to_html,
+        report_to_json,
+        subject_access_report,
+    )
+
+    if output_format not in ("json", "html"):
+        raise typer.BadParameter(f"{output_format!r} is not json or html", param_hint="--format")
+    try:
+        compact_upn(upn)
+    except InvalidUpnError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    settings = load_settings()
+    with database_server(settings) as endpoints, psycopg.connect(database_url or endpoints.data_url) as conn:
+        prefix = settings.role_prefix or default_role_prefix(conn.info.dbname)
+        try:
+            act_as_dpo(conn, project_roles(prefix).dpo)
+            report = subject_access_report(conn, upn)
+        except SubjectAccessConfigError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=1) from None
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
+    sys.stdout.write(report_to_html(report) if output_format == "html" else report_to_json(report) + "\n")
+
+
 @app.command("confirm-delivery")
 def confirm_delivery_command(
     delivery_id: Annotated[str, typer.Argument(help="The delivery_id from the feed's manifest.")],
