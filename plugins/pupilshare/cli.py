@@ -102,6 +102,22 @@ def benchmark_ctf(
     console.print(ctf_runs_to_markdown(runs), soft_wrap=True)
 
 
+@app.command("benchmark-sar")
+def benchmark_sar(
+    preset: Annotated[str, typer.Option(help="Generator preset to load (small or county).")] = "county",
+    samples: Annotated[int, typer.Option(min=1, help="Pupils whose report is timed.")] = 50,
+    feeds: Annotated[int, typer.Option(min=0, help="YSS deliveries of every pupil put in the ledger.")] = 12,
+    admin_url: Annotated[str, typer.Option(help="Server to use (a scratch database is made and dropped).")] = (
+        "postgresql://postgres@127.0.0.1:5432/postgres"
+    ),
+) -> None:
+    """Time the subject access report (`pupilshare sar`) for sampled pupils of a loaded county: median and max."""
+    from pupilshare.benchmarks.sar import benchmark_sar as run_benchmark
+
+    result = run_benchmark(admin_url=admin_url, preset=preset, samples=samples, feeds=feeds)
+    console.print(result.to_markdown(), soft_wrap=True)
+
+
 @app.command()
 def run(
     feed_date: Annotated[
