@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from pupilshare.db import with_database
+from pupilshare.db import to_sqlalchemy_url, with_database
 
 
 @dataclass
@@ -100,7 +100,8 @@ def _load_county(url: str, preset: str, seed: int) -> tuple[int, list[str]]:
         extract = build_census_extract(schools=schools, pupils=pupils, seed=seed)
         write_census_extract(extract, data / "inbox" / "census" / "autumn")
         generate_all_returns(extract, data / "inbox", seed=seed)
-        ingest_inbox(Settings(database_url=url, data_dir=data))
+        # an Airflow URL stops the ingest from making a `<name>_airflow` database that nothing here would drop
+        ingest_inbox(Settings(database_url=url, data_dir=data, airflow_database_url=to_sqlalchemy_url(url)))
     return schools, [pupil.upn for pupil in extract.pupils]
 
 
