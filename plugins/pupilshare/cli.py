@@ -107,6 +107,7 @@ def benchmark_sar(
     preset: Annotated[str, typer.Option(help="Generator preset to load (small or county).")] = "county",
     samples: Annotated[int, typer.Option(min=1, help="Pupils whose report is timed.")] = 50,
     feeds: Annotated[int, typer.Option(min=0, help="YSS deliveries of every pupil put in the ledger.")] = 12,
+    commands: Annotated[int, typer.Option(min=1, help="Whole `pupilshare sar` processes timed.")] = 5,
     admin_url: Annotated[str, typer.Option(help="Server to use (a scratch database is made and dropped).")] = (
         "postgresql://postgres@127.0.0.1:5432/postgres"
     ),
@@ -114,7 +115,7 @@ def benchmark_sar(
     """Time the subject access report (`pupilshare sar`) for sampled pupils of a loaded county: median and max."""
     from pupilshare.benchmarks.sar import benchmark_sar as run_benchmark
 
-    result = run_benchmark(admin_url=admin_url, preset=preset, samples=samples, feeds=feeds)
+    result = run_benchmark(admin_url=admin_url, preset=preset, samples=samples, feeds=feeds, commands=commands)
     console.print(result.to_markdown(), soft_wrap=True)
 
 
@@ -229,6 +230,7 @@ def sar(
 ) -> None:
     """Subject access report: what is held about the pupil by return, their effective opt-outs and why, and every
     disclosure (from the ledger). Runs as the DPO role; the look-up itself is recorded."""
+    import contextlib
     import sys
 
     from pupilshare.access import default_role_prefix, project_roles
@@ -251,7 +253,10 @@ def sar(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
     settings = load_settings()
-    with database_server(settings) as endpoints, psycopg.connect(database_url or endpoints.data_url) as conn:
+    with contextlib.ExitStack() as stack:
+        # --database-url names the server: never start the embedded one for it
+        url = database_url or stack.enter_context(database_server(settings)).data_url
+        conn = stack.enter_context(psycopg.connect(url))
         prefix = settings.role_prefix or default_role_prefix(conn.info.dbname)
         try:
             act_as_dpo(conn, project_roles(prefix).dpo)
