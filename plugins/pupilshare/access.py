@@ -7,7 +7,9 @@ and several pupilshare databases may share one server):
   per recipient) and all in them; the pipeline connects as this role.
 - ``<prefix>_feed_<recipient>``: one per recipient in ``recipients.yml``; reads its own feed schema, nothing else.
 - ``<prefix>_analyst``: reads published statistics, the ``stats`` schema and ``ledger.statistics_publications``.
-- ``<prefix>_dpo``: reads the ledger and runs ``ledger.subject_access(upn)``; nothing in ``raw`` directly.
+- ``<prefix>_dpo``: reads the ledger and runs ``ledger.subject_access(upn)`` (counts) and
+  ``ledger.subject_access_rows(upn)`` (the rows held and the effective opt-outs, used by ``pupilshare sar``);
+  nothing in ``raw`` or ``analytics`` directly, so every look-up of a child is on record.
 
 PUBLIC loses CONNECT and TEMPORARY on the database, everything on the ``public`` and project schemas, and EXECUTE on
 new functions (default privileges). :func:`ensure_roles` is idempotent; it runs as a role that may create roles (the
@@ -122,9 +124,10 @@ def ensure_roles(conn: psycopg.Connection, *, prefix: str, policy: Policy | None
         _grant_schema_read(conn, STATS_SCHEMA, roles.analyst, creators)
         _grant_ledger_tables(conn, roles.analyst, ANALYST_LEDGER_TABLES)
         _grant_schema_read(conn, LEDGER_SCHEMA, roles.dpo, creators)
-        conn.execute(
-            sql.SQL("grant execute on function ledger.subject_access(text) to {}").format(sql.Identifier(roles.dpo))
-        )
+        for function in ("ledger.subject_access(text)", "ledger.subject_access_rows(text)"):
+            conn.execute(
+                sql.SQL("grant execute on function {} to {}").format(sql.SQL(function), sql.Identifier(roles.dpo))
+            )
     log.info("roles ready in database %s: %s", database, ", ".join(roles.all()))
     return roles
 
@@ -270,6 +273,57 @@ end $$;
 comment on function ledger.subject_access(text) is
     'Subject access: every disclosure of the pupil (ledger) and how many rows of each raw return hold their UPN. '
     'Each call is recorded in ledger.subject_access_requests with the caller.';
+create or replace function ledger.subject_access_rows(subject_upn text)
+returns table (source text, row_data jsonb)
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    holding record;
+begin
+    insert into ledger.subject_access_requests (upn, requested_by) values (subject_upn, session_user);
+    -- every raw table with a upn column (every batch, rejected rows included: all that is held)
+    for holding in
+        select c.relname from pg_class as c join pg_attribute as a on a.attrelid = c.oid
+        where c.relnamespace = 'raw'::regnamespace and c.relkind = 'r' and a.attname = 'upn' and not a.attisdropped
+        order by c.relname
+    loop
+        return query execute format(
+            'select %L::text, to_jsonb(held) from raw.%I as held where held.upn = $1',
+            'raw.' || holding.relname, holding.relname
+        ) using subject_upn;
+    end loop;
+    -- census tables without a upn: rows linked to the pupil's census row by its table id within the same batch
+    for holding in
+        select c.relname, a.attname::text as link,
+            case a.attname when 'pupilonrolltableid' then 'census_pupilonroll'
+                else 'census_pupilnolongeronroll' end as parent
+        from pg_class as c join pg_attribute as a on a.attrelid = c.oid
+        where c.relnamespace = 'raw'::regnamespace and c.relkind = 'r' and c.relname like 'census\\_%'
+            and a.attname in ('pupilonrolltableid', 'pupilnolongeronrolltableid') and not a.attisdropped
+            and not exists (select from pg_attribute as u where u.attrelid = c.oid and u.attname = 'upn')
+        order by c.relname
+    loop
+        return query execute format(
+            'select %L::text, to_jsonb(held) from raw.%I as held join raw.%I as pupil '
+            'on pupil._load_batch_id = held._load_batch_id and pupil.%I = held.%I where pupil.upn = $1',
+            'raw.' || holding.relname, holding.relname, holding.parent, holding.link, holding.link
+        ) using subject_upn;
+    end loop;
+    -- the effective opt-outs and why, when dbt has built them
+    if to_regclass('analytics.int_opt_outs_effective') is null then
+        source := 'missing:analytics.int_opt_outs_effective';
+        row_data := null;
+        return next;
+    else
+        return query execute
+            'select ''analytics.int_opt_outs_effective''::text, to_jsonb(effective) '
+            'from analytics.int_opt_outs_effective as effective where effective.upn = $1 '
+            'order by effective.scope_code'
+            using subject_upn;
+    end if;
+end $$;
+comment on function ledger.subject_access_rows(text) is
+    'Subject access, in full: every row of every raw return that holds the pupil (census rows linked by their '
+    'pupil table id), and their effective opt-outs. Each call is recorded in ledger.subject_access_requests.';
 """
 
 
@@ -292,5 +346,6 @@ def _ensure_subject_access(conn: psycopg.Connection, roles: ProjectRoles) -> Non
     )
     owner = sql.Identifier(roles.owner)
     conn.execute(sql.SQL("alter table ledger.subject_access_requests owner to {}").format(owner))
-    conn.execute(sql.SQL("alter function ledger.subject_access(text) owner to {}").format(owner))
-    conn.execute("revoke all on function ledger.subject_access(text) from public")
+    for function in ("ledger.subject_access(text)", "ledger.subject_access_rows(text)"):
+        conn.execute(sql.SQL("alter function {} owner to {}").format(sql.SQL(function), owner))
+        conn.execute(sql.SQL("revoke all on function {} from public").format(sql.SQL(function)))

@@ -102,6 +102,23 @@ def benchmark_ctf(
     console.print(ctf_runs_to_markdown(runs), soft_wrap=True)
 
 
+@app.command("benchmark-sar")
+def benchmark_sar(
+    preset: Annotated[str, typer.Option(help="Generator preset to load (small or county).")] = "county",
+    samples: Annotated[int, typer.Option(min=1, help="Pupils whose report is timed.")] = 50,
+    feeds: Annotated[int, typer.Option(min=0, help="YSS deliveries of every pupil put in the ledger.")] = 12,
+    commands: Annotated[int, typer.Option(min=1, help="Whole `pupilshare sar` processes timed.")] = 5,
+    admin_url: Annotated[str, typer.Option(help="Server to use (a scratch database is made and dropped).")] = (
+        "postgresql://postgres@127.0.0.1:5432/postgres"
+    ),
+) -> None:
+    """Time the subject access report (`pupilshare sar`) for sampled pupils of a loaded county: median and max."""
+    from pupilshare.benchmarks.sar import benchmark_sar as run_benchmark
+
+    result = run_benchmark(admin_url=admin_url, preset=preset, samples=samples, feeds=feeds, commands=commands)
+    console.print(result.to_markdown(), soft_wrap=True)
+
+
 @app.command()
 def run(
     feed_date: Annotated[
@@ -200,6 +217,56 @@ def retention(
 
     day = _parse_date(as_of, "--as-of") or dt.date.today()
     console.print(apply_retention(day, run_id=f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"))
+
+
+@app.command()
+def sar(
+    upn: Annotated[str, typer.Argument(help="The pupil's UPN (13 characters, check letter first).")],
+    output_format: Annotated[str, typer.Option("--format", help="json or html.")] = "json",
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Connect as this user (e.g. the DPO's own login; default PUPILSHARE_DATABASE_URL)."),
+    ] = None,
+) -> None:
+    """Subject access report: what is held about the pupil by return, their effective opt-outs and why, and every
+    disclosure (from the ledger). Runs as the DPO role; the look-up itself is recorded."""
+    import contextlib
+    import sys
+
+    from pupilshare.access import default_role_prefix, project_roles
+    from pupilshare.db import database_server
+    from pupilshare.sar import (
+        InvalidUpnError,
+        SubjectAccessConfigError,
+        act_as_dpo,
+        compact_upn,
+        report_to_html,
+        report_to_json,
+        subject_access_report,
+    )
+
+    if output_format not in ("json", "html"):
+        raise typer.BadParameter(f"{output_format!r} is not json or html", param_hint="--format")
+    try:
+        compact_upn(upn)
+    except InvalidUpnError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    settings = load_settings()
+    with contextlib.ExitStack() as stack:
+        # --database-url names the server: never start the embedded one for it
+        url = database_url or stack.enter_context(database_server(settings)).data_url
+        conn = stack.enter_context(psycopg.connect(url))
+        prefix = settings.role_prefix or default_role_prefix(conn.info.dbname)
+        try:
+            act_as_dpo(conn, project_roles(prefix).dpo)
+            report = subject_access_report(conn, upn)
+        except SubjectAccessConfigError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=1) from None
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
+    sys.stdout.write(report_to_html(report) if output_format == "html" else report_to_json(report) + "\n")
 
 
 @app.command("confirm-delivery")

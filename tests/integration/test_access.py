@@ -197,6 +197,20 @@ def test_dpo_role__reads_the_ledger_and_runs_subject_access(secured):
         _refused(url, roles.dpo, statement)
 
 
+def test_dpo_role__reads_rows_held_only_through_subject_access_rows(secured):
+    """``pupilshare sar`` runs as the DPO: the rows held come through the recorded security-definer function, never
+    a direct read of raw; the analyst and recipients may not run it."""
+    url, roles = secured
+    found = _reads(url, roles.dpo, f"select source, row_data from ledger.subject_access_rows('{UPN}')")
+    held = [(source, row["forename"]) for source, row in found if source.startswith("raw.")]
+    assert held == [("raw.ncmp_measurements", "Ada")]
+    assert ("missing:analytics.int_opt_outs_effective", None) in found
+    assert _reads(url, roles.dpo, "select count(*) from ledger.subject_access_requests") == [(1,)]
+    _refused(url, roles.dpo, "select * from raw.ncmp_measurements")
+    for role in (roles.analyst, *roles.recipients.values()):
+        _refused(url, role, f"select * from ledger.subject_access_rows('{UPN}')")
+
+
 def test_owner_role__runs_the_ingest_but_holds_no_server_powers(secured, tmp_path):
     """The pipeline connects as the owner: a real ingest of generated returns works; creating roles or databases,
     or reading another database, does not."""

@@ -62,6 +62,7 @@ create table if not exists raw.ctf_pupils (
     {", ".join(f"{name} {'jsonb' if name in _JSON_COLUMNS else 'text'}" for name in _PUPIL_COLUMNS)}
 );
 create index if not exists ctf_pupils__batch on raw.ctf_pupils (_load_batch_id);
+create index if not exists ctf_pupils__upn on raw.ctf_pupils (upn);
 """
 
 

@@ -9,6 +9,9 @@
     - an opt-out is in force when that latest request is an opt-out, except that with the setting `lapse` a
       parent's opt-out stops at the 16th birthday (default `persist`: it stays until the pupil decides).
 #}
+-- subject access (pupilshare sar) reads one pupil's rows: an index keeps that under a second at county scale
+{{ config(indexes=[{'columns': ['upn']}]) }}
+
 with
 
 pupils_on_roll as (
