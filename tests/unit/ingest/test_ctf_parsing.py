@@ -133,3 +133,108 @@ def test_validate_ctf_pupil__flags_bad_upn_date_sex_and_repeat():
     bad = good | {"upn": "A926206426003", "dob": "03/02/2015", "sex": "X", "surname": ""}
     rules = {issue[0] for issue in validate_ctf_pupil(bad, set())}
     assert rules == {"ROW-BLANK", "ROW-UPN-INVALID", "ROW-DATE-INVALID", "CTF-SEX"}
+
+
+def _pupil_by_lookup(pupil) -> dict:
+    """The reader the one-pass ``_pupil`` replaced (one ``findtext``/``find`` per item): the oracle it must match."""
+
+    def text(element, path):
+        return "" if element is None else (element.findtext(path) or "").strip()
+
+    def children(parent, tag):
+        if parent is None:
+            return []
+        return [
+            {child.tag: (child.text or "").strip() for child in item if isinstance(child.tag, str)}
+            for item in parent.iterfind(tag)
+        ]
+
+    basic, address, sen = pupil.find("BasicDetails"), pupil.find("Address"), pupil.find("SENhistory")
+    bs7666 = address.find("BS7666Address") if address is not None else None
+    address_tags = {
+        "saon": "SAON", "paon": "PAON", "street": "Street", "locality": "Locality", "town": "Town",
+        "administrative_area": "AdministrativeArea", "post_town": "PostTown", "uprn": "UniquePropertyReferenceNumber",
+    }  # fmt: skip
+    return {
+        **{column: text(pupil, tag) for column, tag in (("upn", "UPN"), ("surname", "Surname"))},
+        **{column: text(pupil, tag) for column, tag in (("forename", "Forename"), ("dob", "DOB"), ("sex", "Sex"))},
+        "middle_names": text(basic, "MiddleNames"),
+        "preferred_surname": text(basic, "PreferredSurname"),
+        "nc_year_actual": text(basic, "NCyearActual"),
+        "ethnicity": text(basic, "Ethnicity"),
+        "first_language": text(basic, "Languages/Type/Language"),
+        "enrol_status": text(basic, "EnrolStatus"),
+        **{column: text(bs7666, tag) for column, tag in address_tags.items()},
+        "postcode": text(address, "PostCode"),
+        "fsm_history": children(pupil.find("FSMhistory"), "FSMinstance"),
+        "sen_history": {
+            "provisions": children(sen, "SEN"),
+            "needs": children(sen.find("SENneeds") if sen is not None else None, "SENneed"),
+        },
+        "attendance": children(pupil.find("Attendance"), "YearData"),
+        "school_history": children(pupil.find("SchoolHistory"), "School"),
+    }
+
+
+ODD_PUPILS = [
+    # items repeated: the first wins, in every group (as findtext and find give)
+    "<Pupil><UPN> A1 </UPN><UPN>B2</UPN><Surname/><BasicDetails><MiddleNames>x</MiddleNames><MiddleNames>y"
+    "</MiddleNames><Languages><Type><LanguageType>F</LanguageType></Type><Type><Language> POL </Language></Type>"
+    "</Languages><Languages><Type><Language>ENG</Language></Type></Languages></BasicDetails>"
+    "<BasicDetails><Ethnicity>WBRI</Ethnicity></BasicDetails>"
+    "<Address><PostCode>NR1 1AA</PostCode><BS7666Address><PAON>1</PAON><PAON>2</PAON></BS7666Address>"
+    "<BS7666Address><Street>Late Street</Street></BS7666Address><PostCode>NR2 2BB</PostCode></Address>"
+    "<Address><PostCode>NR3 3CC</PostCode></Address>"
+    "<FSMhistory><FSMinstance><FSMstartDate>2024-01-01</FSMstartDate><FSMstartDate>2024-02-02</FSMstartDate>"
+    "</FSMinstance><Other/><FSMinstance/></FSMhistory><FSMhistory><FSMinstance><X>1</X></FSMinstance></FSMhistory>"
+    "<SENhistory><SEN><SENprovision>K</SENprovision></SEN><SENneeds><SENneed><SENtype>ASD</SENtype></SENneed>"
+    "</SENneeds><SENneeds><SENneed><SENtype>MLD</SENtype></SENneed></SENneeds><SEN><SENprovision>E</SENprovision>"
+    "</SEN></SENhistory></Pupil>",
+    # items missing, empty groups, text with a child inside, whitespace only, nested items of the wrong parent
+    "<Pupil><Surname>Ó'Brien <b>x</b> tail</Surname><Forename>  </Forename><BasicDetails/><Address/>"
+    "<SENhistory/><Attendance><YearData/></Attendance><SchoolHistory><School><LEA>926</LEA></School>"
+    "</SchoolHistory><Languages><Type><Language>FRE</Language></Type></Languages><PostCode>NR9 9ZZ</PostCode>"
+    "</Pupil>",
+    "<Pupil/>",
+    "<Pupil><BasicDetails><Languages><Language>SPA</Language><Type/></Languages></BasicDetails>"
+    "<Address><SAON>flat</SAON></Address></Pupil>",
+]
+
+
+def test_pupil__one_pass_reader_gives_the_lookup_readers_answers_on_odd_input():
+    from lxml import etree
+
+    from pupilshare.ingest.ctf import _pupil
+
+    for text in ODD_PUPILS:
+        element = etree.fromstring(text)
+        assert _pupil(element) == _pupil_by_lookup(element), text
+
+
+def test_pupil__one_pass_reader_gives_the_lookup_readers_answers_on_generated_ctfs(tmp_path):
+    from lxml import etree
+
+    from pupilshare.ingest.ctf import _pupil
+
+    path = tmp_path / "9262001_CTF_9264001_001.xml"
+    pupils = build_census_extract(schools=4, pupils=400, seed=11).pupils
+    write_ctf(path, HEADER, pupils, random.Random(3))
+    elements = list(etree.parse(str(path)).getroot().iterfind("CTFpupilData/Pupil"))
+    assert len(elements) == len(pupils)
+    rows = [_pupil(element) for element in elements]
+    assert rows == [_pupil_by_lookup(element) for element in elements]
+    assert any(row["sen_history"]["needs"] for row in rows) and any(row["fsm_history"] for row in rows)
+
+
+def test_copy_fields__escapes_copy_specials_and_sends_blanks_as_null():
+    r"""Tab, newline, carriage return and backslash in a value are escaped; '' becomes \N; groups are JSON."""
+    from pupilshare.ingest.ctf import _JSON_COLUMNS, _PUPIL_TEXT_COLUMNS, _copy_fields
+
+    pupil = dict.fromkeys(_PUPIL_TEXT_COLUMNS, "") | dict.fromkeys(_JSON_COLUMNS, [])
+    assert _copy_fields(pupil) == "\t".join([r"\N"] * len(_PUPIL_TEXT_COLUMNS) + ["[]"] * len(_JSON_COLUMNS))
+    pupil |= {"surname": "O\tB\\r\nx\ry", "forename": "Ann", "fsm_history": [{"a": 'q"\\'}]}
+    fields = _copy_fields(pupil).split("\t")
+    assert len(fields) == len(_PUPIL_TEXT_COLUMNS) + len(_JSON_COLUMNS)
+    assert fields[_PUPIL_TEXT_COLUMNS.index("surname")] == r"O\tB\\r\nx\ry"
+    assert fields[_PUPIL_TEXT_COLUMNS.index("forename")] == "Ann"
+    assert fields[len(_PUPIL_TEXT_COLUMNS) + _JSON_COLUMNS.index("fsm_history")] == r'[{"a": "q\\"\\\\"}]'
