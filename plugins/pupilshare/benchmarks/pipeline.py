@@ -75,6 +75,8 @@ class PipelineRun:
     stages: tuple[StageResult, ...]
     census_load_s: float
     raw_copy_s: float
+    raw_mb: float = 0.0
+    database_mb: float = 0.0
 
     @property
     def ingest_share_of_copy(self) -> float:
@@ -138,14 +140,18 @@ def runs_to_markdown(runs: list[PipelineRun]) -> str:
             item = by_stage[first.stage]
             cells.append(f"{item.ratio:.1f}" + (f" **over {item.limit:g}**" if item.superlinear else ""))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| pupils | generate s | census load s | raw COPY pupilonroll s | census load / raw COPY |"]
-    lines.append("|---:" * 5 + "|")
+    lines += [
+        "",
+        "| pupils | generate s | census load s | raw COPY pupilonroll s | census load / raw COPY | raw schema MB "
+        "| database MB |",
+        "|---:" * 7 + "|",
+    ]
     for run in runs:
         share = run.ingest_share_of_copy
         flag = "" if share >= MIN_INGEST_SHARE_OF_COPY else f" **under {MIN_INGEST_SHARE_OF_COPY:.0%}**"
         lines.append(
             f"| {run.pupils:,} | {run.generate_s:.1f} | {run.census_load_s:.1f} | {run.raw_copy_s:.1f} "
-            f"| {share:.0%}{flag} |"
+            f"| {share:.0%}{flag} | {run.raw_mb:,.0f} | {run.database_mb:,.0f} |"
         )
     return "\n".join(lines)
 
@@ -199,10 +205,23 @@ def _run_size(pupils: int, folder: Path, admin_url: str, feed_date: dt.date, on_
             census_load_s = extra.get("census_load_s", census_load_s)
             if on_stage is not None:
                 on_stage(pupils, stages[-1])
+        raw_mb, database_mb = _sizes_mb(url)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(database)))
-    return PipelineRun(pupils, schools, generate_s, tuple(stages), census_load_s, raw_copy_s)
+    return PipelineRun(pupils, schools, generate_s, tuple(stages), census_load_s, raw_copy_s, raw_mb, database_mb)
+
+
+def _sizes_mb(url: str) -> tuple[float, float]:
+    """The ``raw`` schema's tables (with indexes and TOAST) and the whole database after the run, in MB (the raw
+    COPY baseline's table is in ``public``, so counted in the database only)."""
+    with psycopg.connect(url) as conn:
+        raw, database = conn.execute(
+            """select coalesce(sum(pg_total_relation_size(c.oid)), 0), pg_database_size(current_database())
+               from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
+               where n.nspname = 'raw' and c.relkind in ('r', 'p', 'm')"""
+        ).fetchone()
+    return raw / 1024**2, database / 1024**2
 
 
 def _stages(url: str, data_dir: Path, feed_date: dt.date, run_id: str, folder: Path) -> list[tuple]:
@@ -284,7 +303,7 @@ def _dbt_build(url: str, data_dir: str, recipient_id: str, feed_date: str, dbt_d
         selection = ["--select", f"+{load_policy().recipient(recipient_id).mart}", "stg_pipeline__load_batches"]
     result = dbtRunner().invoke(
         [
-            "build", *selection, "--exclude", "resource_type:unit_test",
+            "build", *selection, "--exclude", "resource_type:unit_test", "--quiet",
             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
             "--target-path", f"{dbt_dir}/target", "--log-path", f"{dbt_dir}/logs",
             "--vars", json.dumps({"feed_date": feed_date, "opt_out_persistence": settings.opt_out_persistence}),

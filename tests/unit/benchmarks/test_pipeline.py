@@ -56,8 +56,8 @@ def test_runs_to_markdown__ratio_column_and_flags():
     table = runs_to_markdown([small, large])
     assert "ratio 1,000 / 100" in table
     assert "| dbt build yss | 1.0 | 100 | 100 | 12.0 | 1,000 | 2048 **over 1 GB** | 12.0 **over 11** |" in table
-    assert "| 100 | 1.0 | 5.0 | 2.0 | 40% **under 50%** |" in table
-    assert "| 1,000 | 1.0 | 4.0 | 2.0 | 50% |" in table
+    assert "| 100 | 1.0 | 5.0 | 2.0 | 40% **under 50%** | 0 | 0 |" in table
+    assert "| 1,000 | 1.0 | 4.0 | 2.0 | 50% | 0 | 0 |" in table
 
 
 def test_schools_for__norfolk_ratio_with_floor_and_cap():
