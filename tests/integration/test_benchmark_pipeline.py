@@ -35,7 +35,10 @@ def _scratch_databases(admin_url: str) -> set[str]:
     return {row[0] for row in rows}
 
 
-def test_benchmark_pipeline__every_stage_reports_rows_and_the_database_is_dropped(admin_url, tmp_path):
+def test_benchmark_pipeline__every_stage_reports_rows_and_the_database_is_dropped(admin_url, tmp_path, monkeypatch):
+    # as from a shell: without Airflow's metadata URL, nothing may create a `<scratch>_airflow` database either
+    monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", raising=False)
+    monkeypatch.delenv("PUPILSHARE_AIRFLOW_DATABASE_URL", raising=False)
     before = _scratch_databases(admin_url)
     result = CliRunner().invoke(
         app, ["benchmark-pipeline", "--pupils", "300", "--admin-url", admin_url, "--workdir", str(tmp_path)]

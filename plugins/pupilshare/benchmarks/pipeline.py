@@ -37,7 +37,7 @@ import psycopg
 from psycopg import sql
 
 from pupilshare.benchmarks.ingest import _peak_rss_mb, _time_raw_copy
-from pupilshare.db import with_database
+from pupilshare.db import to_sqlalchemy_url, with_database
 
 #: Linear scaling for 10x the pupils, with 10% slack for noise (issue 8: "ratio <= 11").
 MAX_LINEAR_RATIO_PER_TENFOLD = 1.1
@@ -260,7 +260,7 @@ def _run_stage(name: str, function: str, args: tuple) -> tuple[float, int, float
     unpickled would hang ``Pool.apply``)."""
     try:
         started = time.perf_counter()
-        rows, extra = globals()[function](*args)
+        rows, extra = _STAGE_FUNCTIONS[function](*args)
         return time.perf_counter() - started, rows, _peak_rss_mb(), extra
     except Exception as error:
         raise BenchmarkStageError(f"stage {name!r} failed: {error!r}") from None
@@ -272,7 +272,9 @@ def _settings(url: str, data_dir: str):
     from pupilshare.runtime import runtime_environment
     from pupilshare.settings import Settings
 
-    settings = Settings(database_url=url, data_dir=Path(data_dir))
+    # the stages never touch Airflow's metadata database; naming one keeps database_server from creating
+    # ``<scratch>_airflow`` beside the scratch database (it would outlive the run)
+    settings = Settings(database_url=url, airflow_database_url=to_sqlalchemy_url(url), data_dir=Path(data_dir))
     env = runtime_environment(settings, DatabaseEndpoints(url, "", embedded=False))
     os.environ.update({key: value for key, value in env.items() if not key.startswith("AIRFLOW")})
     return settings
@@ -358,3 +360,13 @@ def _deliver(url: str, data_dir: str, recipient_id: str, run_id: str) -> tuple[i
     if result["status"] != "delivered" and result["status"] != "published":
         raise BenchmarkStageError(f"{recipient_id}: nothing delivered ({result['status']})")
     return rows, {}
+
+
+#: The stage functions by name (a child process is given the name: functions are looked up, never unpickled).
+_STAGE_FUNCTIONS: dict[str, Callable[..., tuple[int, dict]]] = {
+    "_ingest": _ingest,
+    "_dbt_build": _dbt_build,
+    "_gate": _gate,
+    "_statistics": _statistics,
+    "_deliver": _deliver,
+}
