@@ -119,6 +119,48 @@ def benchmark_sar(
     console.print(result.to_markdown(), soft_wrap=True)
 
 
+@app.command("benchmark-pipeline")
+def benchmark_pipeline(
+    pupils: Annotated[list[int], typer.Option(min=1, help="Pupils per run; repeat for several sizes.")] = [100_000],  # noqa: B006
+    admin_url: Annotated[str, typer.Option(help="Server to use (a scratch database per size, dropped after).")] = (
+        "postgresql://postgres@127.0.0.1:5432/postgres"
+    ),
+    feed_date: Annotated[str | None, typer.Option(help="Feed date YYYY-MM-DD (default today).")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Folder for the generated returns and feeds (default the system temp).")
+    ] = None,
+) -> None:
+    """Run every stage of the pipeline (ingest, dbt build, gates, statistics, delivery; no Airflow scheduling) per
+    size; print each stage's seconds, rows and peak memory, and the large / small ratio per stage."""
+    from pupilshare.benchmarks.pipeline import benchmark_pipeline as run_benchmark
+    from pupilshare.benchmarks.pipeline import memory_flags, runs_to_markdown, scaling
+
+    sizes = _growing_sizes(pupils)
+    day = _parse_date(feed_date) or dt.date.today()
+
+    def progress(size: int, result) -> None:
+        console.print(f"{size:,} pupils: {result.stage}: {result.seconds:.1f} s, {result.rows:,} rows, "
+                      f"{result.peak_rss_mb:.0f} MB")  # fmt: skip
+
+    runs = run_benchmark(sizes, admin_url=admin_url, feed_date=day, workdir=workdir, on_stage=progress)
+    console.print(runs_to_markdown(runs), soft_wrap=True)
+    for run_figures in runs:
+        for stage in memory_flags(run_figures):
+            console.print(f"[red]{run_figures.pupils:,} pupils: {stage} peaked over 1 GB[/]")
+    for small, large in zip(runs, runs[1:], strict=False):
+        for item in scaling(small, large):
+            if item.superlinear:
+                console.print(f"[red]{item.stage}: {item.ratio:.1f}x for {large.pupils / small.pupils:g}x pupils "
+                              f"(over {item.limit:g}: worse than linear)[/]")  # fmt: skip
+
+
+def _growing_sizes(pupils: list[int]) -> list[int]:
+    """The sizes in the order given; each must be larger than the one before (ratios compare consecutive sizes)."""
+    if any(large <= small for small, large in zip(pupils, pupils[1:], strict=False)):
+        raise typer.BadParameter(f"sizes must grow: {pupils}", param_hint="--pupils")
+    return list(pupils)
+
+
 @app.command()
 def run(
     feed_date: Annotated[
