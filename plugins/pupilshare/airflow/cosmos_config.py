@@ -23,8 +23,17 @@ def dbt_vars() -> dict[str, str]:
     return {"feed_date": FEED_DATE_TEMPLATE, "opt_out_persistence": load_settings().opt_out_persistence}
 
 
+#: Every DAG builds a part of one dbt project that other DAGs share (staging, intermediate), so a test is rendered
+#: and run only when every model it reads is in the DAG's selection (dbt's "cautious" indirect selection, for
+#: ``dbt ls`` at render time through the environment and for each test task through ``--indirect-selection``). With
+#: dbt's default ("eager") a relationships test from another recipient's mart to a shared model becomes a task of
+#: this DAG and fails against a table this DAG never builds: the post-16 run failed on ``yss_feed``'s test whenever
+#: the YSS DAG had not run first on that database.
+INDIRECT_SELECTION_ENV = {"DBT_INDIRECT_SELECTION": "cautious"}
+
+
 def project_config() -> ProjectConfig:
-    return ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, install_dbt_deps=False)
+    return ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, install_dbt_deps=False, env_vars=INDIRECT_SELECTION_ENV)
 
 
 def profile_config() -> ProfileConfig:
@@ -36,19 +45,13 @@ def profile_config() -> ProfileConfig:
     )
 
 
-def execution_config(*, only_tests_within_selection: bool = False) -> ExecutionConfig:
-    """dbt runs in the task's process (dbtRunner): no interpreter start-up per model.
-
-    ``only_tests_within_selection``: a model's test task runs only the tests whose models are all selected (dbt's
-    "cautious" indirect selection). Use it with a cautious selector (``dbt_project/selectors.yml``) when the selection
-    is a part of the project that other DAGs build: a relationships test from an unselected model would otherwise run
-    against a table this DAG never builds.
-    """
+def execution_config() -> ExecutionConfig:
+    """dbt runs in the task's process (dbtRunner): no interpreter start-up per model. A model's test task runs only
+    the tests whose models are all selected; a test with parents in two models is a task of its own
+    (``should_detach_multiple_parents_tests``), run once both are built."""
     return ExecutionConfig(
         invocation_mode=InvocationMode.DBT_RUNNER,
-        test_indirect_selection=(
-            TestIndirectSelection.CAUTIOUS if only_tests_within_selection else TestIndirectSelection.EAGER
-        ),
+        test_indirect_selection=TestIndirectSelection.CAUTIOUS,
     )
 
 
@@ -69,13 +72,13 @@ def render_config(select: list[str] | None = None, *, selector: str | None = Non
     )
 
 
-def build_models_group(render: RenderConfig, *, only_tests_within_selection: bool = False) -> DbtTaskGroup:
+def build_models_group(render: RenderConfig) -> DbtTaskGroup:
     """The ``build_models`` task group of a publish DAG: the selected models, each followed by its data tests."""
     return DbtTaskGroup(
         group_id="build_models",
         project_config=project_config(),
         profile_config=profile_config(),
-        execution_config=execution_config(only_tests_within_selection=only_tests_within_selection),
+        execution_config=execution_config(),
         render_config=render,
         operator_args={"vars": dbt_vars()},
     )

@@ -40,7 +40,6 @@ def build_statistics_dag() -> DAG:
     def publish():
         build = dbt_config.build_models_group(
             dbt_config.render_config(selector="statistics"),  # +path:models/stats, cautious
-            only_tests_within_selection=True,
         )
 
         @task(retries=0)

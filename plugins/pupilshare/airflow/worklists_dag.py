@@ -41,7 +41,6 @@ def build_worklists_dag() -> DAG:
     def build_worklists():
         build = dbt_config.build_models_group(
             dbt_config.render_config(selector="la_worklists"),  # +path:models/marts/la_worklists, cautious
-            only_tests_within_selection=True,
         )
         returns_loaded_guard() >> build
 
