@@ -169,6 +169,7 @@ def topology(admin_url: str, tmp_path_factory: pytest.TempPathFactory):
         queue=name,  # a queue of its own: other sessions' workers on the same Redis never take these tasks
         worker_log_server_port=_free_port(),
         trigger_log_server_port=_free_port(),
+        scheduler_health_port=_free_port(),
     )
     endpoints = DatabaseEndpoints(settings.database_url, airflow_url, embedded=False)
     env = service_environment(spec, settings, endpoints, os.environ)

@@ -19,11 +19,11 @@ from stdnum.gb import upn as upn_check
 from typer.testing import CliRunner
 
 from pupilshare.access import default_role_prefix, drop_roles, ensure_roles, project_roles
+from pupilshare.benchmarks.sar import record_synthetic_delivery
 from pupilshare.cli import app
 from pupilshare.generate.census import build_census_extract, write_census_extract
 from pupilshare.generate.returns import generate_all_returns
 from pupilshare.ingest import ingest_inbox
-from pupilshare.ledger import LedgerRow, record_delivery, record_gate_result
 from pupilshare.sar import (
     InvalidUpnError,
     act_as_dpo,
@@ -77,36 +77,14 @@ def county(tmp_path_factory, admin_url):
 
 def _record_delivery(conn: psycopg.Connection, recipient_id: str, upns: list[str]) -> None:
     """One gated delivery of ``upns`` to ``recipient_id``, recorded as the publish step records it."""
-    gate_result_id = f"gate-{recipient_id}"
-    record_gate_result(
+    record_synthetic_delivery(
         conn,
-        gate_result_id=gate_result_id,
         recipient_id=recipient_id,
-        suite_name=f"{recipient_id}__feed",
         feed_date=dt.date(2026, 11, 30),
-        run_id=f"run-{recipient_id}",
-        success=True,
-        evaluated_rows=len(upns),
-        failures=[],
-        data_docs_index=None,
-    )
-    record_delivery(
-        conn,
-        delivery={
-            "delivery_id": str(uuid.uuid4()),
-            "delivery_key": f"{recipient_id}|2026-11-30|sha-{recipient_id}",
-            "recipient_id": recipient_id,
-            "feed_date": dt.date(2026, 11, 30),
-            "file_name": f"{recipient_id}_2026-11-30.csv",
-            "file_sha256": f"sha-{recipient_id}",
-            "row_count": len(upns),
-            "target": "outbox",
-            "legal_basis": f"basis of {recipient_id}",
-            "run_id": f"run-{recipient_id}",
-            "policy_version": "test",
-            "gate_result_id": gate_result_id,
-        },
-        rows=[LedgerRow(upn, ("forename", "surname")) for upn in upns],
+        upns=upns,
+        fields=("forename", "surname"),
+        legal_basis=f"basis of {recipient_id}",
+        tag=recipient_id,
     )
 
 

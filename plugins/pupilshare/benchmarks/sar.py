@@ -120,44 +120,65 @@ def _load_county(url: str, preset: str, seed: int) -> tuple[int, list[str]]:
     return schools, [pupil.upn for pupil in extract.pupils]
 
 
-def _record_feeds(conn: psycopg.Connection, upns: list[str], feeds: int) -> None:
-    """``feeds`` monthly YSS deliveries of every pupil, through the ledger's own functions."""
+def record_synthetic_delivery(
+    conn: psycopg.Connection,
+    *,
+    recipient_id: str,
+    feed_date: dt.date,
+    upns: list[str],
+    fields: tuple[str, ...],
+    legal_basis: str,
+    tag: str,
+) -> None:
+    """One passed gate and one delivery of ``upns`` to ``recipient_id``, recorded through the ledger's own functions
+    as the publish step records them (no file is written; ``tag`` makes the run, gate and checksum ids unique)."""
     from pupilshare.ledger import LedgerRow, record_delivery, record_gate_result
 
-    rows = [LedgerRow(upn, ("forename", "surname", "date_of_birth", "postcode")) for upn in upns]
+    gate_result_id = f"gate-{tag}"
+    record_gate_result(
+        conn,
+        gate_result_id=gate_result_id,
+        recipient_id=recipient_id,
+        suite_name=f"{recipient_id}__feed",
+        feed_date=feed_date,
+        run_id=f"run-{tag}",
+        success=True,
+        evaluated_rows=len(upns),
+        failures=[],
+        data_docs_index=None,
+    )
+    record_delivery(
+        conn,
+        delivery={
+            "delivery_id": str(uuid.uuid4()),
+            "delivery_key": f"{recipient_id}|{feed_date}|{tag}",
+            "recipient_id": recipient_id,
+            "feed_date": feed_date,
+            "file_name": f"{recipient_id}_{feed_date}.csv",
+            "file_sha256": f"sha-{tag}",
+            "row_count": len(upns),
+            "target": "outbox",
+            "legal_basis": legal_basis,
+            "run_id": f"run-{tag}",
+            "policy_version": "synthetic",
+            "gate_result_id": gate_result_id,
+        },
+        rows=[LedgerRow(upn, fields) for upn in upns],
+    )
+
+
+def _record_feeds(conn: psycopg.Connection, upns: list[str], feeds: int) -> None:
+    """``feeds`` monthly YSS deliveries of every pupil, through the ledger's own functions."""
     for month in range(feeds):
-        feed_date = dt.date(2026, 1, 1) + dt.timedelta(days=31 * month)
-        gate_result_id = f"bench-gate-{month}"
         with conn.transaction():
-            record_gate_result(
+            record_synthetic_delivery(
                 conn,
-                gate_result_id=gate_result_id,
                 recipient_id="yss",
-                suite_name="yss__feed",
-                feed_date=feed_date,
-                run_id=f"bench-run-{month}",
-                success=True,
-                evaluated_rows=len(rows),
-                failures=[],
-                data_docs_index=None,
-            )
-            record_delivery(
-                conn,
-                delivery={
-                    "delivery_id": str(uuid.uuid4()),
-                    "delivery_key": f"yss|{feed_date}|bench",
-                    "recipient_id": "yss",
-                    "feed_date": feed_date,
-                    "file_name": f"yss_{feed_date}.csv",
-                    "file_sha256": f"bench-{month}",
-                    "row_count": len(rows),
-                    "target": "outbox",
-                    "legal_basis": "s.68(1) Education and Skills Act 2008",
-                    "run_id": f"bench-run-{month}",
-                    "policy_version": "bench",
-                    "gate_result_id": gate_result_id,
-                },
-                rows=rows,
+                feed_date=dt.date(2026, 1, 1) + dt.timedelta(days=31 * month),
+                upns=upns,
+                fields=("forename", "surname", "date_of_birth", "postcode"),
+                legal_basis="s.68(1) Education and Skills Act 2008",
+                tag=f"bench-{month}",
             )
 
 
