@@ -106,7 +106,7 @@ def pipeline(isolated_pipeline):
 
     from pupilshare.airflow.runner import run_pipeline
 
-    # the YSS and statistics runs are tests/dags/test_pipeline_yss.py's (which runs the whole pipeline)
+    # the YSS and statistics runs are tests/dags/test_pipeline_yss.py's and tests/dags/test_pipeline_statistics.py's
     outcomes = run_pipeline(settings, FEED_DATE, ROUTED_PIPELINE)
     return settings, extract, planted, outcomes
 
