@@ -156,15 +156,14 @@ _FEEDERS_PER_SECONDARY = 6
 
 
 def _feeder_primaries(schools: Sequence[School], rng: random.Random) -> dict[str, tuple[School, ...]]:
-    """``{secondary estab: its feeder primaries}``, drawn once per extract (every primary feeds some secondary)."""
+    """``{secondary estab: its feeder primaries}``, drawn once per extract."""
     primaries = sorted((school for school in schools if school.phase != "SS"), key=lambda school: school.estab)
     secondaries = sorted((school for school in schools if school.phase == "SS"), key=lambda school: school.estab)
     feeders: dict[str, tuple[School, ...]] = {}
+    step = max(len(primaries) // max(len(secondaries), 1), 1)
     for number, secondary in enumerate(secondaries):
-        # a run of primaries starting where the previous secondary's began plus a step, then a few drawn at random
-        step = max(len(primaries) // max(len(secondaries), 1), 1)
-        start = number * step
-        run = [primaries[(start + offset) % len(primaries)] for offset in range(min(step, len(primaries)))]
+        # the secondary's own run of `step` primaries (the runs cover all but a few primaries), plus two drawn at random
+        run = [primaries[(number * step + offset) % len(primaries)] for offset in range(min(step, len(primaries)))]
         drawn = rng.sample(primaries, min(2, len(primaries))) if primaries else []
         feeders[secondary.estab] = tuple(dict.fromkeys([*run, *drawn]))[: max(_FEEDERS_PER_SECONDARY, step)]
     return feeders
