@@ -99,6 +99,29 @@ def test_ingest_inbox__same_files_twice_load_once(settings, generated):
     )
 
 
+def test_ingest_inbox__census_schools_read_once_per_pass_and_unknown_sender_still_a_query(
+    settings, generated, monkeypatch
+):
+    """Every CTF of a pass is checked against the census schools read once, after the census of the same pass loaded:
+    a CTF from an LA school the census does not hold is a CTF-SOURCE-UNKNOWN query, the generated ones are not."""
+    import pupilshare.ingest.ctf as ctf
+
+    inbox, _ = generated
+    _fill_inbox(settings, inbox)
+    unknown = settings.inbox_dir / "ctf" / "9262990_CTF_9264990_001.xml"
+    pupils = build_census_extract(schools=2, pupils=40, seed=1).pupils[:3]
+    write_ctf(unknown, ("926", "2990", "A New School", "926", "4990", dt.date(2026, 7, 10)), pupils, random.Random(1))
+    reads = []
+    real_read = ctf.read_census_context
+    monkeypatch.setattr(ctf, "read_census_context", lambda *args, **kw: reads.append(1) or real_read(*args, **kw))
+    result = ingest_inbox(settings)
+    ctf_loads = [batch for batch in result.loaded if batch["return_type"] == "ctf"]
+    assert len(ctf_loads) == len(list((inbox / "ctf").glob("*.xml"))) + 1 > 2 and not result.quarantined
+    assert len(reads) == 1
+    flagged = _query(settings, "select file from raw.validation_findings where rule_id = 'CTF-SOURCE-UNKNOWN'")
+    assert flagged == [(unknown.name,)]
+
+
 # --- hostile and broken inputs --------------------------------------------------------------------------------------
 
 BILLION_LAUGHS = """<?xml version="1.0"?>

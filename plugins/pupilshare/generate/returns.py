@@ -102,21 +102,23 @@ def _by_year(extract: CensusExtract, *years: str) -> Iterator[Pupil]:
 
 
 def write_ctf_files(extract: CensusExtract, folder: Path, rng: random.Random) -> dict:
-    """CTFs: the Year 7 intake from the LA's primaries (one file per primary and secondary, sent in July), in-year
-    admissions (one file per pupil, some from neighbouring LAs) and leavers after census day to ``XXXXXXX`` (not
-    known) or ``MMMMMMM`` (abroad, independent). Pupils in a file are the extract's (same UPN, names, DOB)."""
+    """CTFs: the Year 7 intake from the LA's primaries (one file per feeder primary and secondary, sent in July),
+    in-year admissions (one file per pupil, some from neighbouring LAs) and leavers after census day to ``XXXXXXX``
+    (not known) or ``MMMMMMM`` (abroad, independent). Pupils in a file are the extract's (same UPN, names, DOB)."""
     folder.mkdir(parents=True, exist_ok=True)
     year = academic_year_start(extract.reference_date)
     schools = {school.urn: school for school in extract.schools}
     by_estab = {school.estab: school for school in extract.schools}
     primaries = [school for school in extract.schools if school.phase != "SS"]
+    feeders = _feeder_primaries(extract.schools, rng)
     batches: dict[tuple, list[Pupil]] = defaultdict(list)
     for pupil in extract.pupils:
         school = schools[pupil.school_urn]
         issuer = by_estab.get(pupil.upn[4:8])
         if pupil.nc_year == "7" and school.phase == "SS" and issuer is not None and issuer.phase != "SS":
+            sender = _year6_school(issuer, feeders[school.estab], rng)
             sent = _weekday(dt.date(year, 7, 8 + pupil.school_urn % 10))
-            batches[(extract.la_code, issuer.estab, issuer.name, extract.la_code, school.estab, sent)].append(pupil)
+            batches[(extract.la_code, sender.estab, sender.name, extract.la_code, school.estab, sent)].append(pupil)
         elif pupil.entry_date > dt.date(year, 9, 20) and rng.random() < 0.5:
             sent = pupil.entry_date - dt.timedelta(days=rng.randint(1, 5))
             if rng.random() < 0.3 or not primaries:
@@ -146,6 +148,33 @@ def write_ctf_files(extract: CensusExtract, folder: Path, rng: random.Random) ->
         write_ctf(folder / name, header, batches[key], rng, schools)
         pupils_written += len(batches[key])
     return {"files": len(batches), "rows": {"ctf_files": len(batches), "ctf_pupils": pupils_written}}
+
+
+#: Feeder primaries per secondary: English secondaries take most of their Year 7 from a handful of primaries, so a
+#: primary's July CTFs go to one to three secondaries and the file count grows with the schools, not their square.
+_FEEDERS_PER_SECONDARY = 6
+
+
+def _feeder_primaries(schools: Sequence[School], rng: random.Random) -> dict[str, tuple[School, ...]]:
+    """``{secondary estab: its feeder primaries}``, drawn once per extract."""
+    primaries = sorted((school for school in schools if school.phase != "SS"), key=lambda school: school.estab)
+    secondaries = sorted((school for school in schools if school.phase == "SS"), key=lambda school: school.estab)
+    feeders: dict[str, tuple[School, ...]] = {}
+    step = max(len(primaries) // max(len(secondaries), 1), 1)
+    for number, secondary in enumerate(secondaries):
+        # the secondary's own run of `step` primaries (the runs cover all but a few primaries), plus two drawn at random
+        run = [primaries[(number * step + offset) % len(primaries)] for offset in range(min(step, len(primaries)))]
+        drawn = rng.sample(primaries, min(2, len(primaries))) if primaries else []
+        feeders[secondary.estab] = tuple(dict.fromkeys([*run, *drawn]))[: max(_FEEDERS_PER_SECONDARY, step)]
+    return feeders
+
+
+def _year6_school(issuer: School, feeders: tuple[School, ...], rng: random.Random) -> School:
+    """The primary a Year 7 pupil left in July: the school that issued the UPN when it feeds this secondary (or
+    when the secondary has no feeders), otherwise one of the secondary's feeders (the pupil moved in Key Stage 2)."""
+    if issuer in feeders or not feeders:
+        return issuer
+    return rng.choice(feeders)
 
 
 def write_ctf(

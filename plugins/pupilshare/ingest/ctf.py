@@ -18,6 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -80,10 +81,35 @@ def ensure_ctf_schema(conn: psycopg.Connection) -> None:
     conn.execute(_DDL)
 
 
-def load_ctf(conn: psycopg.Connection, path: Path, *, max_file_bytes: int = 2 * 1024**3) -> dict | None:
+@dataclass(frozen=True)
+class CtfPass:
+    """What every CTF of one inbox pass shares: the schools (LA, estab) of the loaded census.
+
+    The census loads first in a pass and no CTF changes it, so this is read once per pass, not once per file."""
+
+    schools: frozenset[tuple[str, str]]
+
+
+def prepare_ctf_pass(conn: psycopg.Connection) -> CtfPass:
+    """Make sure the CTF tables exist and read the census schools, once before the CTFs of an inbox pass load."""
+    with conn.transaction():
+        ensure_ctf_schema(conn)
+        schools = read_census_context(conn, with_pupils=False).schools
+    return CtfPass(schools=frozenset(schools))
+
+
+def load_ctf(
+    conn: psycopg.Connection,
+    path: Path,
+    *,
+    max_file_bytes: int = 2 * 1024**3,
+    pass_context: CtfPass | None = None,
+) -> dict | None:
     """Load one CTF in a single transaction; None when the same bytes were loaded before.
 
-    Raises :class:`ReturnRejectedError` for a file-level problem (name, size, DTD/entities, malformed XML, header).
+    ``pass_context`` is what :func:`prepare_ctf_pass` read for the whole inbox pass; without it (one file loaded on
+    its own) it is read here. Raises :class:`ReturnRejectedError` for a file-level problem (name, size,
+    DTD/entities, malformed XML, header).
     """
     try:
         name = check_ctf_file(path, max_file_bytes)
@@ -91,15 +117,14 @@ def load_ctf(conn: psycopg.Connection, path: Path, *, max_file_bytes: int = 2 * 
         check_ctf_header(path, next(iter_ctf(path))[1], name)
     except CtfFileError as error:
         raise ReturnRejectedError([Finding(path.name, error.rule_id, "error", str(error), "ctf_files")]) from None
-    with conn.transaction():
-        ensure_ctf_schema(conn)
+    ctf_pass = pass_context or prepare_ctf_pass(conn)
     try:
         with conn.transaction():
             conn.execute("select pg_advisory_xact_lock(hashtext('pupilshare.ingest.ctf'))")
             if already_loaded(conn, RETURN_TYPE, content_sha256):
                 return None
             batch_id = register_batch(conn, RETURN_TYPE, path.name, content_sha256)
-            rows, findings = _load_rows(conn, path, name, batch_id)
+            rows, findings = _load_rows(conn, path, name, batch_id, ctf_pass.schools)
             record_findings(conn, return_type=RETURN_TYPE, load_batch_id=batch_id, findings=findings)
             finish_batch(conn, batch_id, rows)
     except CtfFileError as error:
@@ -324,15 +349,13 @@ def _items(group: etree._Element) -> dict[str, str]:
     return {child.tag: (child.text or "").strip() for child in group if isinstance(child.tag, str)}
 
 
-def _load_rows(conn: psycopg.Connection, path: Path, name: tuple[str, str, str, str], batch_id: int):
+def _load_rows(
+    conn: psycopg.Connection, path: Path, name: tuple[str, str, str, str], batch_id: int, schools: frozenset
+):
     findings: list[Finding] = []
     events = iter_ctf(path)
     _, header = next(events)
-    findings += _check_source_school(path, header, read_census_context(conn, with_pupils=False).schools)
-    conn.execute(
-        f"insert into raw.ctf_files (_load_batch_id, {', '.join(_FILE_COLUMNS)}) values ({', '.join(['%s'] * 11)})",
-        (batch_id, path.name, *(header[column] for column in _FILE_COLUMNS[1:-1]), None),
-    )
+    findings += _check_source_school(path, header, schools)
     seen: set[str] = set()
     count = 0
     lines: list[str] = []
@@ -354,7 +377,11 @@ def _load_rows(conn: psycopg.Connection, path: Path, name: tuple[str, str, str, 
             copy.write("".join(lines))
     if count == 0:
         findings.append(Finding(path.name, "CTF-NO-PUPILS", "query", "the CTF holds no pupils", "ctf_files"))
-    conn.execute("update raw.ctf_files set pupil_count = %s where _load_batch_id = %s", (str(count), batch_id))
+    # the file row goes in after its pupils, when their count is known (one statement, not an insert and an update)
+    conn.execute(
+        f"insert into raw.ctf_files (_load_batch_id, {', '.join(_FILE_COLUMNS)}) values ({', '.join(['%s'] * 11)})",
+        (batch_id, path.name, *(header[column] for column in _FILE_COLUMNS[1:-1]), str(count)),
+    )
     return {"ctf_files": 1, "ctf_pupils": count}, findings
 
 
@@ -438,4 +465,9 @@ def validate_ctf_pupil(pupil: dict, seen: set[str]) -> list[tuple[str, str, str,
     return issues
 
 
-register_return(RETURN_TYPE, load_ctf, description="Common Transfer Files: one LLLEEEE_CTF_DDDdddd_001.xml per set")
+register_return(
+    RETURN_TYPE,
+    load_ctf,
+    prepare=prepare_ctf_pass,
+    description="Common Transfer Files: one LLLEEEE_CTF_DDDdddd_001.xml per set",
+)

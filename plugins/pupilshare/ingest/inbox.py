@@ -30,6 +30,10 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
 #: ``{"source", "load_batch_id", "rows": {table: n}, ...}`` or None when the same content was loaded before.
 Loader = Callable[..., "dict | None"]
 
+#: A preparer gets an open connection once per inbox pass, before the first file set of its return type, and returns
+#: what does not change between that pass's file sets (the loader gets it as ``pass_context``).
+Preparer = Callable[[psycopg.Connection], object]
+
 
 class ReturnRejectedError(Exception):
     """A file set failed a file-level check; nothing from it may be loaded."""
@@ -44,14 +48,18 @@ class ReturnType:
     name: str
     loader: Loader
     description: str
+    prepare: Preparer | None = None
 
 
 _REGISTRY: dict[str, ReturnType] = {}
 
 
-def register_return(name: str, loader: Loader, *, description: str) -> None:
-    """Register the loader of one return type; its inbox folder is ``inbox/<name>/``."""
-    _REGISTRY[name] = ReturnType(name, loader, description)
+def register_return(name: str, loader: Loader, *, description: str, prepare: Preparer | None = None) -> None:
+    """Register the loader of one return type; its inbox folder is ``inbox/<name>/``.
+
+    ``prepare``, if given, runs once per inbox pass before the first file set of this type; its result is handed to
+    every load of the pass as ``pass_context`` (per-pass work such as reading the census schools, not per file)."""
+    _REGISTRY[name] = ReturnType(name, loader, description, prepare)
 
 
 def registered_returns() -> dict[str, ReturnType]:
@@ -100,8 +108,12 @@ def ingest_inbox(settings: Settings | None = None) -> IngestSummary:
     with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
         # every raw table exists from the first run on, loaded or not, so the dbt sources always resolve
         ensure_all_raw_tables(conn)
+        prepared: dict[str, object] = {}
         for return_type, entry in pending:
-            _ingest_one(conn, return_type, entry, summary, settings)
+            # prepared lazily, at the first file set of its type: the census has loaded by then in this pass
+            if return_type.prepare is not None and return_type.name not in prepared:
+                prepared[return_type.name] = return_type.prepare(conn)
+            _ingest_one(conn, return_type, entry, summary, settings, prepared.get(return_type.name))
     return summary
 
 
@@ -117,9 +129,12 @@ def has_loaded_returns(settings: Settings | None = None) -> bool:
         return bool(row[0])
 
 
-def _ingest_one(conn, return_type: ReturnType, entry: Path, summary: IngestSummary, settings: Settings) -> None:
+def _ingest_one(
+    conn, return_type: ReturnType, entry: Path, summary: IngestSummary, settings: Settings, pass_context: object
+) -> None:
+    options = {} if return_type.prepare is None else {"pass_context": pass_context}
     try:
-        result = return_type.loader(conn, entry, max_file_bytes=settings.max_inbox_file_bytes)
+        result = return_type.loader(conn, entry, max_file_bytes=settings.max_inbox_file_bytes, **options)
     except ReturnRejectedError as rejected:
         report = quarantine(entry, rejected.findings, return_type.name, settings)
         summary.quarantined.append(

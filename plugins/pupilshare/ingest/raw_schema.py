@@ -266,6 +266,8 @@ def record_findings(
     conn: psycopg.Connection, *, return_type: str, load_batch_id: int | None, findings: list[Finding]
 ) -> None:
     """Append findings to ``raw.validation_findings`` (inside the caller's transaction), streamed with COPY."""
+    if not findings:
+        return  # no COPY round trip for a clean file set
     with (
         conn.cursor() as cursor,
         cursor.copy(

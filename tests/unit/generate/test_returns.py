@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pupilshare.generate.census import build_census_extract
-from pupilshare.generate.returns import INBOX_FOLDERS, generate_all_returns
+from pupilshare.generate.returns import _FEEDERS_PER_SECONDARY, INBOX_FOLDERS, generate_all_returns
 from pupilshare.ingest.ctf import FILE_NAME, iter_ctf, scan_ctf_bytes
 from pupilshare.ingest.eyfs import EYFS, has_good_level_of_development
 from pupilshare.ingest.ncmp import NCMP
@@ -146,6 +146,24 @@ def test_generated_ctf__names_match_headers_and_pupils_are_the_census_ones(extra
             assert by_upn[row["upn"]].dob.isoformat() == row["dob"]
     assert pupils == summary["ctf"]["rows"]["ctf_pupils"]
     assert {"XXX", "MMM", extract.la_code} <= destinations
+
+
+def test_generated_ctf__year7_intake_comes_from_a_handful_of_feeder_primaries(extract, inbox):
+    """Each secondary gets its July Year 7 CTFs from at most ``_FEEDERS_PER_SECONDARY`` primaries (one file each), as
+    real catchments send them, not one file from nearly every primary (which made the file count quadratic)."""
+    folder, _ = inbox
+    secondaries = {school.estab for school in extract.schools if school.phase == "SS"}
+    senders: dict[str, set[str]] = {estab: set() for estab in secondaries}
+    intake_pupils = 0
+    for path in sorted((folder / "ctf").glob("*.xml")):
+        events = iter_ctf(path)
+        _, header = next(events)
+        if header["dest_estab"] in secondaries and header["date_time"][5:7] == "07":
+            assert header["source_estab"] not in senders[header["dest_estab"]], "one file per sender and date"
+            senders[header["dest_estab"]].add(header["source_estab"])
+            intake_pupils += sum(1 for _ in events)
+    assert all(0 < len(sources) <= _FEEDERS_PER_SECONDARY for sources in senders.values()), senders
+    assert intake_pupils / sum(map(len, senders.values())) > 5
 
 
 def test_generated_csv_files__have_no_repeated_rows(inbox):
