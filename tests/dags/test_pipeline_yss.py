@@ -232,9 +232,10 @@ def _publish_yss_dag(single_dag, monkeypatch: pytest.MonkeyPatch):
 
 def _run_publish(dag, feed_date: dt.date):
     """One real run of the publish DAG for ``feed_date``; the mart is already built for it, so the dbt build is
-    marked success without running. A second call for the same date reruns the same run (same run id)."""
+    marked success without running. A second call for the same date reruns the same run: ``run_after`` is pinned,
+    so the run id is the same, and dag.test replaces the run of that logical date."""
     moment = dt.datetime.combine(feed_date, dt.time(), tzinfo=dt.UTC)
-    dag_run = dag.test(logical_date=moment, mark_success_pattern=r"build_models\..*")
+    dag_run = dag.test(run_after=moment, logical_date=moment, mark_success_pattern=r"build_models\..*")
     return dag_run, {ti.task_id: ti for ti in dag_run.get_task_instances()}
 
 
