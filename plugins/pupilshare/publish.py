@@ -9,6 +9,7 @@ as disclosed (fail closed); a gate failure is itself recorded.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -237,7 +238,6 @@ def _delivery_row(recipient, stage, gate, item, delivery_id, target_dir) -> dict
 
 def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> dict[str, Any]:
     target_dir = settings.outbox_dir / recipient.recipient_id / stage["feed_date"]
-    target_dir.mkdir(parents=True, exist_ok=True)
     delivery_id = str(uuid.uuid4())
     manifest = {
         "recipient": recipient.name,
@@ -257,6 +257,7 @@ def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> d
     partial = [path.with_name(f".{path.name}.partial") for path in final_paths]
     ledger_rows = [LedgerRow(item["upn"], tuple(item["fields_sent"])) for item in _read_ledger_rows(staging)]
     try:
+        target_dir.mkdir(parents=True, exist_ok=True)  # an unavailable target fails here, nothing written yet
         _write_partials(staging / stage["file_name"], manifest, partial)
         with conn.transaction():
             record_delivery(
@@ -281,15 +282,22 @@ def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> d
                 os.replace(source, final)
     except BaseException as error:
         for path in [*partial, *final_paths]:
-            path.unlink(missing_ok=True)
+            _remove_file(path)
         if isinstance(error, OSError) and not isinstance(error, psycopg.Error):
             raise DeliveryWriteError(
                 f"could not write {stage['file_name']} into {target_dir}: {error.strerror or error}. Nothing was "
-                "delivered and nothing recorded; free space (or fix the outbox) and rerun the deliver task"
+                "delivered and nothing recorded; free space (or make the target folder writable again) and rerun the "
+                "deliver task"
             ) from error
         raise
     log.info("delivered %s rows to %s", stage["row_count"], final_paths[0])
     return {"status": "delivered", "delivery_id": delivery_id, "file": str(final_paths[0]), **manifest}
+
+
+def _remove_file(path: Path) -> None:
+    """Remove a partly delivered file; a target folder that is missing or not a folder holds nothing to remove."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        path.unlink()
 
 
 def _write_partials(feed_file: Path, manifest: dict, partial: list[Path]) -> None:

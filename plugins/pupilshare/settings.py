@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Minimum width of a hidden count's feasible range in published statistics; unset = the threshold.",
     )
+    publish_retry_delay_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="Base delay before a publish DAG's task is retried (doubled on each further retry). Production "
+        "keeps 30 s; the DAG tests of delivery faults set it to a few seconds so a retry fits in a test run.",
+    )
 
     role_prefix: str | None = Field(
         default=None,

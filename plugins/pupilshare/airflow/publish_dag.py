@@ -17,7 +17,7 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, dag, get
 
 from pupilshare.airflow import cosmos_config as dbt_config
 from pupilshare.airflow.assets import RAW_CENSUS, feed_asset
-from pupilshare.airflow.callbacks import alert_on_failure
+from pupilshare.airflow.callbacks import alert_on_failure, alert_on_retry
 from pupilshare.policy import load_policy
 
 DEFAULT_ARGS = {
@@ -26,7 +26,16 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": 2.0,
     "on_failure_callback": alert_on_failure,
+    "on_retry_callback": alert_on_retry,
 }
+
+
+def publish_default_args() -> dict:
+    """:data:`DEFAULT_ARGS` with the retry delay from ``PUPILSHARE_PUBLISH_RETRY_DELAY_SECONDS`` (30 s unless set)."""
+    from pupilshare.settings import load_settings
+
+    return {**DEFAULT_ARGS, "retry_delay": timedelta(seconds=load_settings().publish_retry_delay_seconds)}
+
 
 #: The policy's delivery times are London times (``plugins/pupilshare/policy/recipients.yml``).
 SCHEDULE_TIMEZONE = "Europe/London"
@@ -70,7 +79,7 @@ def build_publish_dag(recipient_id: str) -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=["pupilshare", "publish", recipient_id],
-        default_args=DEFAULT_ARGS,
+        default_args=publish_default_args(),
         doc_md=f"**Legal basis:** {recipient.legal_basis}\n\n**Cohort:** {recipient.cohort.description}",
     )
     def publish():

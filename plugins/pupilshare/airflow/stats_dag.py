@@ -13,7 +13,7 @@ from airflow.sdk import DAG, dag, get_current_context, task
 
 from pupilshare.airflow import cosmos_config as dbt_config
 from pupilshare.airflow.assets import feed_asset
-from pupilshare.airflow.publish_dag import DEFAULT_ARGS, publish_schedule, returns_loaded_guard
+from pupilshare.airflow.publish_dag import publish_default_args, publish_schedule, returns_loaded_guard
 from pupilshare.stats.registry import default_registry
 
 DAG_ID = "pupilshare_publish_statistics"
@@ -34,7 +34,7 @@ def build_statistics_dag() -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=["pupilshare", "publish", "statistics"],
-        default_args=DEFAULT_ARGS,
+        default_args=publish_default_args(),
         doc_md=f"**Tables:** {tables}\n\n**Rules:** SHARING_RULES.md, 'Disclosure control for statistics'",
     )
     def publish():

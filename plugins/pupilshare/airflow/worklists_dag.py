@@ -17,7 +17,7 @@ from datetime import datetime
 from airflow.sdk import DAG, dag
 
 from pupilshare.airflow import cosmos_config as dbt_config
-from pupilshare.airflow.publish_dag import DEFAULT_ARGS, publish_schedule, returns_loaded_guard
+from pupilshare.airflow.publish_dag import publish_default_args, publish_schedule, returns_loaded_guard
 
 DAG_ID = "pupilshare_build_worklists"
 #: Early every weekday (London): the missing-education day count moves with the feed date.
@@ -35,7 +35,7 @@ def build_worklists_dag() -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=["pupilshare", "worklists"],
-        default_args=DEFAULT_ARGS,
+        default_args=publish_default_args(),
         doc_md='**Rules:** SHARING_RULES.md, "LA\'s own uses"; docs/policy.md, "LA worklists"',
     )
     def build_worklists():
