@@ -160,7 +160,9 @@ def _deliver_routes(conn, recipient, stage, gate, staging, files, settings) -> d
     by_route: dict[str, list[LedgerRow]] = {}
     for item in _read_ledger_rows(staging):
         by_route.setdefault(str(item["route"]), []).append(LedgerRow(item["upn"], tuple(item["fields_sent"])))
+    partials: list[Path] = []
     moves: list[tuple[Path, Path]] = []
+    moved: list[Path] = []  # only what this attempt put in place is removed on failure (see _deliver)
     deliveries = []
     try:
         with conn.transaction():
@@ -178,8 +180,8 @@ def _deliver_routes(conn, recipient, stage, gate, staging, files, settings) -> d
                 manifest_name = Path(item["file_name"]).with_suffix(".manifest.json").name
                 finals = [target_dir / item["file_name"], target_dir / manifest_name]
                 partial = [path.with_name(f".{path.name}.partial") for path in finals]
-                shutil.copyfile(staging / item["file_name"], partial[0])
-                _write_json(partial[1], manifest)
+                partials += partial
+                _write_partials(staging / item["file_name"], manifest, partial)
                 moves += list(zip(partial, finals, strict=True))
                 record_delivery(
                     conn,
@@ -193,10 +195,11 @@ def _deliver_routes(conn, recipient, stage, gate, staging, files, settings) -> d
                 deliveries.append({"delivery_id": delivery_id, "file": str(finals[0]), **manifest})
             for source, final in moves:
                 os.replace(source, final)
-    except BaseException:
-        for source, final in moves:
-            source.unlink(missing_ok=True)
-            final.unlink(missing_ok=True)
+                moved.append(final)
+    except BaseException as error:
+        for path in [*partials, *moved]:
+            _remove_file(path)
+        _raise_write_error(error, f"the {len(files)} route files", settings.outbox_dir / recipient.recipient_id)
         raise
     log.info(
         "delivered %s files (%s rows) for %s", len(deliveries), sum(f["row_count"] for f in files), stage["feed_date"]
@@ -256,6 +259,9 @@ def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> d
     final_paths = [target_dir / stage["file_name"], target_dir / manifest_name]
     partial = [path.with_name(f".{path.name}.partial") for path in final_paths]
     ledger_rows = [LedgerRow(item["upn"], tuple(item["fields_sent"])) for item in _read_ledger_rows(staging)]
+    # only what this attempt put in place is removed on failure: an earlier delivery of the same feed date (other
+    # data, so another delivery key) has the same file names, and its files stay as delivered
+    moved: list[Path] = []
     try:
         target_dir.mkdir(parents=True, exist_ok=True)  # an unavailable target fails here, nothing written yet
         _write_partials(staging / stage["file_name"], manifest, partial)
@@ -280,23 +286,30 @@ def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> d
             )
             for source, final in zip(partial, final_paths, strict=True):
                 os.replace(source, final)
+                moved.append(final)
     except BaseException as error:
-        for path in [*partial, *final_paths]:
+        for path in [*partial, *moved]:
             _remove_file(path)
-        if isinstance(error, OSError) and not isinstance(error, psycopg.Error):
-            raise DeliveryWriteError(
-                f"could not write {stage['file_name']} into {target_dir}: {error.strerror or error}. Nothing was "
-                "delivered and nothing recorded; free space (or make the target folder writable again) and rerun the "
-                "deliver task"
-            ) from error
+        _raise_write_error(error, stage["file_name"], target_dir)
         raise
     log.info("delivered %s rows to %s", stage["row_count"], final_paths[0])
     return {"status": "delivered", "delivery_id": delivery_id, "file": str(final_paths[0]), **manifest}
 
 
+def _raise_write_error(error: BaseException, what: str, where: Path) -> None:
+    """Raise :class:`DeliveryWriteError` for an operating-system error writing the target (not the database's);
+    return for anything else, which the caller re-raises as it is."""
+    if isinstance(error, OSError) and not isinstance(error, psycopg.Error):
+        raise DeliveryWriteError(
+            f"could not write {what} into {where}: {error.strerror or error}. Nothing was delivered and nothing "
+            "recorded; free space (or make the target folder writable again) and rerun the deliver task"
+        ) from error
+
+
 def _remove_file(path: Path) -> None:
-    """Remove a partly delivered file; a target folder that is missing or not a folder holds nothing to remove."""
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+    """Remove a partly delivered file; a target folder that is missing or not a folder holds nothing to remove, and a
+    folder where the file should be is not something this delivery wrote."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
         path.unlink()
 
 

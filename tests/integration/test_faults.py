@@ -162,15 +162,21 @@ def _mount_small_tmpfs(folder: Path, size: str) -> None:
         pytest.skip(f"this machine cannot mount a tmpfs: {result.stderr.decode().strip()}")
 
 
-def _stage_feed(settings: Settings, rows: int, feed_date: dt.date) -> str:
-    """A staged YSS feed of synthetic rows written by the publish step's own staging, with its gate verdict recorded
-    (the gate itself is tested elsewhere; here only the outbox disk is at fault)."""
-    recipient = load_policy().recipient("yss")
+def _stage_feed(settings: Settings, rows: int, feed_date: dt.date, recipient_id: str = "yss") -> str:
+    """A staged feed of synthetic rows written by the publish step's own staging, with its gate verdict recorded
+    (the gate itself is tested elsewhere; here only the outbox is at fault). A routed recipient's rows alternate
+    between two routes."""
+    recipient = load_policy().recipient(recipient_id)
     columns = list(recipient.mart_columns)
-    data = [
-        tuple(f"A{index:012d}" if name == recipient.key_column else f"{name} {index} " + "x" * 40 for name in columns)
-        for index in range(rows)
-    ]
+
+    def value(name: str, index: int) -> str:
+        if name == recipient.key_column:
+            return f"A{index:012d}"
+        if name == recipient.route_column:
+            return f"1000000{index % 2}"
+        return f"{name} {index} " + "x" * 40
+
+    data = [tuple(value(name, index) for name in columns) for index in range(rows)]
     run_id = f"fault__{uuid.uuid4().hex[:8]}"
     staging = _stage(recipient, columns, data, feed_date=feed_date, run_id=run_id, settings=settings)
     gate_id = f"gate_{run_id}"
@@ -179,8 +185,8 @@ def _stage_feed(settings: Settings, rows: int, feed_date: dt.date) -> str:
         record_gate_result(
             conn,
             gate_result_id=gate_id,
-            recipient_id="yss",
-            suite_name="yss__feed",
+            recipient_id=recipient_id,
+            suite_name=f"{recipient_id}__feed",
             feed_date=feed_date,
             run_id=run_id,
             success=True,
@@ -222,3 +228,50 @@ def test_deliver_feed__full_outbox_disk_fails_clearly_and_records_nothing(tmp_pa
         assert _ledger_counts(scratch_db) == (1, 2000)
     finally:
         subprocess.run(["umount", "-l", str(settings.outbox_dir)], check=False)
+
+
+def test_deliver_feed__failed_redelivery_leaves_the_earlier_delivery_of_the_day_as_delivered(tmp_path, scratch_db):
+    """A second feed of the same date with other data (another delivery key, the same file names) fails while being
+    written: the files delivered earlier that day stay, byte for byte, and only the first delivery is recorded."""
+    settings = Settings(database_url=scratch_db, data_dir=tmp_path / "data")
+    settings.ensure_folders()
+    feed_date = dt.date(2026, 11, 30)
+    first = deliver_feed(_stage_feed(settings, rows=20, feed_date=feed_date), settings=settings)
+    assert first["status"] == "delivered"
+    delivered = {path: path.read_bytes() for path in (settings.outbox_dir / "yss").rglob("*") if path.is_file()}
+    assert len(delivered) == 2, "the feed and its manifest"
+
+    second = _stage_feed(settings, rows=30, feed_date=feed_date)
+    blocker = Path(first["file"]).with_name(f".{Path(first['file']).name}.partial")
+    blocker.mkdir()  # the feed's partial file cannot be written: the target fails mid-delivery
+    with pytest.raises(DeliveryWriteError, match="Nothing was delivered"):
+        deliver_feed(second, settings=settings)
+    blocker.rmdir()
+    assert {path: path.read_bytes() for path in (settings.outbox_dir / "yss").rglob("*") if path.is_file()} == (
+        delivered
+    ), "the earlier delivery's files are untouched"
+    assert _ledger_counts(scratch_db) == (1, 20), "only the first delivery is recorded"
+
+
+def test_deliver_feed__failed_routed_redelivery_leaves_every_earlier_route_file_as_delivered(tmp_path, scratch_db):
+    """The same for a recipient with one file per route: the second route's file cannot be written, so nothing of the
+    second feed lands, and the first feed's files of both routes stay as delivered."""
+    settings = Settings(database_url=scratch_db, data_dir=tmp_path / "data")
+    settings.ensure_folders()
+    feed_date = dt.date(2026, 11, 30)
+    first = deliver_feed(_stage_feed(settings, rows=20, feed_date=feed_date, recipient_id="post16"), settings=settings)
+    assert first["status"] == "delivered" and len(first["deliveries"]) == 2
+    delivered = {path: path.read_bytes() for path in (settings.outbox_dir / "post16").rglob("*") if path.is_file()}
+    assert len(delivered) == 4, "two routes, each a feed and its manifest"
+
+    second = _stage_feed(settings, rows=30, feed_date=feed_date, recipient_id="post16")
+    last = Path(first["deliveries"][-1]["file"])
+    blocker = last.with_name(f".{last.name}.partial")
+    blocker.mkdir()
+    with pytest.raises(DeliveryWriteError, match="Nothing was delivered"):
+        deliver_feed(second, settings=settings)
+    blocker.rmdir()
+    assert {path: path.read_bytes() for path in (settings.outbox_dir / "post16").rglob("*") if path.is_file()} == (
+        delivered
+    ), "the earlier delivery's files are untouched, and no partial file is left"
+    assert _ledger_counts(scratch_db) == (2, 20), "only the first feed's two deliveries are recorded"
