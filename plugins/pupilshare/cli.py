@@ -181,6 +181,9 @@ def run(
         from pupilshare.airflow.runner import run_pipeline
 
         outcomes = run_pipeline(settings, effective)
+        # again after the runs: the schemas and tables they made first are handed to the owner role and granted
+        # (`pupilshare sar` reads as the DPO through the owner's functions)
+        _bootstrap_roles(settings, endpoints.data_url)
         with psycopg.connect(endpoints.data_url) as conn:
             summary = run_summary(conn, [outcome.run_id for outcome in outcomes])
     _print_summary(settings, effective, outcomes, summary)
