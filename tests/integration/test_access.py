@@ -7,7 +7,6 @@ gives the role prefix, and drops its roles afterwards.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -21,11 +20,12 @@ from pupilshare.access import (
     project_roles,
     project_schemas,
 )
+from pupilshare.benchmarks.sar import record_synthetic_delivery
 from pupilshare.generate.census import build_census_extract, write_census_extract
 from pupilshare.generate.returns import generate_all_returns
 from pupilshare.ingest import ingest_inbox
 from pupilshare.ingest.loaders import ensure_all_raw_tables
-from pupilshare.ledger import LedgerRow, ensure_ledger_schema, record_delivery, record_gate_result
+from pupilshare.ledger import ensure_ledger_schema
 from pupilshare.policy import load_policy
 from pupilshare.settings import Settings
 
@@ -81,35 +81,14 @@ def secured(scratch_db: str):
 
 
 def _record_one_delivery(conn: psycopg.Connection) -> None:
-    record_gate_result(
+    record_synthetic_delivery(
         conn,
-        gate_result_id="g1",
         recipient_id="yss",
-        suite_name="yss__feed",
         feed_date=dt.date(2026, 11, 30),
-        run_id="r1",
-        success=True,
-        evaluated_rows=1,
-        failures=[],
-        data_docs_index=None,
-    )
-    record_delivery(
-        conn,
-        delivery={
-            "delivery_id": str(uuid.uuid4()),
-            "delivery_key": "yss|2026-11-30|h",
-            "recipient_id": "yss",
-            "feed_date": dt.date(2026, 11, 30),
-            "file_name": "yss_2026-11-30.csv",
-            "file_sha256": "h",
-            "row_count": 1,
-            "target": "outbox",
-            "legal_basis": "s.68(1)",
-            "run_id": "r1",
-            "policy_version": "test",
-            "gate_result_id": "g1",
-        },
-        rows=[LedgerRow(UPN, ("forename",))],
+        upns=[UPN],
+        fields=("forename",),
+        legal_basis="s.68(1)",
+        tag="access",
     )
 
 
