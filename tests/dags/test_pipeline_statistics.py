@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.dags, pytest.mark.integration]
 
 FEED_DATE = dt.date(2026, 11, 29)
 TIME_PERIOD = "202627"  # the Autumn 2026 census
+EXCLUSIONS_PERIOD = "202526"  # the term before it, whose exclusions the Autumn census carries
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +89,9 @@ def test_statistics_dag__publication_is_recorded(statistics_run):
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     with psycopg.connect(settings.database_url) as conn:
         records = conn.execute(
-            "select table_name, status, sha256, audit_ok from ledger.statistics_publications where run_id = %s",
-            (statistics.run_id,),
+            """select table_name, status, sha256, audit_ok from ledger.statistics_publications
+               where run_id = %s and time_period = %s""",
+            (statistics.run_id, TIME_PERIOD),
         ).fetchall()
     # one row per table with rows for the period (the census alone gives pupils_by_characteristic and pupil_absence)
     assert {table for table, *_ in records} == {table["table"] for table in manifest["tables"]}
@@ -97,6 +99,25 @@ def test_statistics_dag__publication_is_recorded(statistics_run):
     assert {(status, audit_ok) for _, status, _, audit_ok in records} == {("published", True)}
     hashes = {table: sha for table, _, sha, _ in records}
     assert all(hashes[table["table"]] == table["sha256"] for table in manifest["tables"])
+
+
+def test_statistics_dag__exclusions_of_the_year_before_are_published_in_their_own_period(statistics_run):
+    """The Autumn 2026 census carries the summer term's exclusions (2025/26): the run publishes that period too,
+    not only the census's own 2026/27, so the exclusions table is never left out."""
+    settings, extract, _, statistics = statistics_run
+    assert any(pupil.exclusions for pupil in extract.pupils), "the synthetic census has exclusions"
+    folder = settings.outbox_dir / "statistics" / EXCLUSIONS_PERIOD
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["time_period"] == EXCLUSIONS_PERIOD and manifest["run_id"] == statistics.run_id
+    assert "exclusions_by_reason" in {table["table"] for table in manifest["tables"]}
+    assert_valid_ees(folder / "exclusions_by_reason.csv", folder / "exclusions_by_reason.meta.csv")
+    with psycopg.connect(settings.database_url) as conn:
+        periods = conn.execute(
+            """select distinct time_period from ledger.statistics_publications
+               where run_id = %s and table_name = 'exclusions_by_reason' and status = 'published'""",
+            (statistics.run_id,),
+        ).fetchall()
+    assert periods == [(EXCLUSIONS_PERIOD,)]
 
 
 def test_statistics_dag__run_summary_lists_the_publication(statistics_run):

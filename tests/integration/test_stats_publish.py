@@ -113,7 +113,7 @@ def _ledger(url: str) -> list[dict]:
 
 
 def test_publish_statistics__gated_files_manifest_and_ledger(settings, stats_db):
-    result = publish_statistics(run_id="manual__1", settings=settings)
+    [result] = publish_statistics(run_id="manual__1", settings=settings)
 
     folder = settings.outbox_dir / "statistics" / TIME_PERIOD
     assert result["status"] == "published" and result["target"] == str(folder)
@@ -145,7 +145,7 @@ def test_publish_statistics__gated_files_manifest_and_ledger(settings, stats_db)
 
 def test_publish_statistics__rerun_with_same_files_publishes_nothing_twice(settings, stats_db):
     publish_statistics(run_id="manual__1", settings=settings)
-    again = publish_statistics(run_id="manual__2", settings=settings)
+    [again] = publish_statistics(run_id="manual__2", settings=settings)
     assert again["status"] == "already_published"
     assert [record["run_id"] for record in _ledger(stats_db)] == ["manual__1"]
 
@@ -173,3 +173,20 @@ def test_publish_statistics__audit_failure_publishes_nothing_and_is_recorded(set
     assert (record["status"], record["audit_ok"], record["run_id"]) == ("failed", False, "manual__bad")
     assert "disclosure risk" in record["failure"] and record["published_at"] is None
     assert records["workforce"]["audit_ok"] is None, "a table with no rows was never audited"
+
+
+def test_periods_to_publish__each_tables_latest_period(settings, stats_db):
+    """pupils_by_characteristic has 2026/27 only; exclusions_by_reason's latest is 2025/26 (the Autumn census carries
+    the summer term's exclusions): both periods are published, oldest first; a table's older periods are not."""
+    with psycopg.connect(stats_db) as conn:
+        for period in ("202425", "202526"):
+            conn.execute("insert into stats.stats_exclusions_by_reason (time_period) values (%s)", (period,))
+        conn.commit()
+        assert stats_publish.periods_to_publish(conn, default_registry()) == ["202526", TIME_PERIOD]
+
+
+def test_periods_to_publish__no_rows_anywhere_is_refused(settings, stats_db):
+    with psycopg.connect(stats_db) as conn:
+        conn.execute("delete from stats.stats_pupils_by_characteristic")
+        with pytest.raises(StatisticsRefusedError, match="no registered statistics table has any rows"):
+            stats_publish.periods_to_publish(conn, default_registry())

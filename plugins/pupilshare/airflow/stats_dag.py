@@ -1,8 +1,8 @@
 """The statistics publish DAG, built from the statistics table registry (``pupilshare/stats/tables.yml``).
 
 build every model in ``models/stats`` and its parents (dbt selector ``statistics``; cosmos task group, tests after
-each model) -> suppress, audit gate, EES files, format gate, stage (no retry: a failed gate is a verdict) -> publish
-and record.
+each model) -> suppress, audit gate, EES files, format gate, stage each period to publish (no retry: a failed gate is a
+verdict) -> publish and record.
 """
 
 from __future__ import annotations
@@ -43,16 +43,16 @@ def build_statistics_dag() -> DAG:
         )
 
         @task(retries=0)
-        def suppress_audit_gate_and_stage() -> str:
+        def suppress_audit_gate_and_stage() -> list[str]:
             from pupilshare.stats.publish import stage_statistics
 
             return stage_statistics(run_id=get_current_context()["run_id"])
 
         @task(outlets=[feed_asset("statistics")])
-        def publish_and_record(staging_dir: str) -> dict:
+        def publish_and_record(staging_dirs: list[str]) -> list[dict]:
             from pupilshare.stats.publish import publish_staged_statistics
 
-            return publish_staged_statistics(staging_dir)
+            return [publish_staged_statistics(staging_dir) for staging_dir in staging_dirs]
 
         staged = suppress_audit_gate_and_stage()
         returns_loaded_guard() >> build >> staged

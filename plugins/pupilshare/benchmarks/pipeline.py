@@ -335,9 +335,9 @@ def _gate(url: str, data_dir: str, recipient_id: str, feed_date: str, run_id: st
 def _statistics(url: str, data_dir: str, run_id: str) -> tuple[int, dict]:
     from pupilshare.stats.publish import MANIFEST_NAME, stage_statistics
 
-    staging = stage_statistics(run_id=run_id, settings=_settings(url, data_dir))
-    manifest = json.loads((Path(staging) / MANIFEST_NAME).read_text(encoding="utf-8"))
-    return sum(int(entry["rows"]) for entry in manifest["tables"]), {}
+    stagings = stage_statistics(run_id=run_id, settings=_settings(url, data_dir))
+    manifests = [json.loads((Path(staging) / MANIFEST_NAME).read_text(encoding="utf-8")) for staging in stagings]
+    return sum(int(entry["rows"]) for manifest in manifests for entry in manifest["tables"]), {}
 
 
 def _deliver(url: str, data_dir: str, recipient_id: str, run_id: str) -> tuple[int, dict]:
@@ -348,10 +348,11 @@ def _deliver(url: str, data_dir: str, recipient_id: str, run_id: str) -> tuple[i
 
     settings = _settings(url, data_dir)
     if recipient_id == "statistics":
-        (staging,) = settings.staging_dir.glob(f"statistics/*/{slug(run_id)}")
-        manifest = json.loads((staging / MANIFEST_NAME).read_text(encoding="utf-8"))
-        result = publish_staged_statistics(staging, settings=settings)
-        rows = sum(int(entry["rows"]) for entry in manifest["tables"])
+        stagings = sorted(settings.staging_dir.glob(f"statistics/*/{slug(run_id)}"))  # one folder per time period
+        manifests = [json.loads((staging / MANIFEST_NAME).read_text(encoding="utf-8")) for staging in stagings]
+        results = [publish_staged_statistics(staging, settings=settings) for staging in stagings]
+        result = {"status": "published" if results and {r["status"] for r in results} == {"published"} else "none"}
+        rows = sum(int(entry["rows"]) for manifest in manifests for entry in manifest["tables"])
     else:
         (staging,) = settings.staging_dir.glob(f"{recipient_id}/*/{slug(run_id)}")
         stage = json.loads((staging / "stage.json").read_text(encoding="utf-8"))

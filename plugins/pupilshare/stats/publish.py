@@ -2,7 +2,9 @@
 
 Two steps, each an Airflow task (both run by :func:`publish_statistics`):
 
-:func:`stage_statistics` reads every model in ``tables.yml`` for one time period, builds its linked table set
+:func:`stage_statistics` decides the periods to publish (the one asked for, else the latest period of each registered
+table: the autumn census reports the current year, its exclusions the year before, and both are published), then for
+each period reads every model in ``tables.yml`` for that period, builds its linked table set
 (:mod:`pupilshare.stats.publication`), runs primary and secondary suppression with the threshold from the settings,
 hides percentages built on a hidden count, and then two gates, each fatal: the independent disclosure audit
 (:func:`~pupilshare.stats.audit.assert_publishable`) and the EES format check
@@ -81,32 +83,41 @@ def local_authority(settings: Settings) -> LocalAuthority:
 
 def publish_statistics(
     *, time_period: str | None = None, run_id: str, settings: Settings | None = None
-) -> dict[str, Any]:
-    """Stage (suppress, audit gate, EES files, format gate) then publish and record every registered table."""
+) -> list[dict[str, Any]]:
+    """Stage (suppress, audit gate, EES files, format gate) then publish and record every registered table; one
+    result per time period published (see :func:`stage_statistics`)."""
     settings = settings or load_settings()
-    staging = stage_statistics(time_period=time_period, run_id=run_id, settings=settings)
-    return publish_staged_statistics(staging, settings=settings)
+    stagings = stage_statistics(time_period=time_period, run_id=run_id, settings=settings)
+    return [publish_staged_statistics(staging, settings=settings) for staging in stagings]
 
 
-def stage_statistics(*, time_period: str | None = None, run_id: str, settings: Settings | None = None) -> str:
-    """Gate every registered table for ``time_period`` (default: the latest) and stage the files; return the folder.
+def stage_statistics(*, time_period: str | None = None, run_id: str, settings: Settings | None = None) -> list[str]:
+    """Gate every registered table for each period to publish and stage the files; return one folder per period.
 
-    Raises :class:`StatisticsRefusedError` (after recording the failure) when a table fails a gate.
+    The periods: ``time_period`` if given, else the latest period of each registered table with rows
+    (:func:`periods_to_publish`); each period's folder holds every table with rows for that period. All or nothing:
+    when a table of any period fails a gate, the periods already staged by this run are removed, the failure is
+    recorded and :class:`StatisticsRefusedError` raised.
     """
     settings = settings or load_settings()
     settings.ensure_folders()
     registry, config = default_registry(), disclosure_config(settings)
+    stagings: list[Path] = []
     with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
         ensure_ledger_schema(conn)
         try:
-            period, frames = read_stats_models(conn, registry, time_period)
-            staging = statistics_staging_dir(settings, period, run_id)
             la = local_authority(settings)
-            stage_tables(registry, frames, staging, config=config, la=la, run_id=run_id, time_period=period)
+            for period in [time_period] if time_period else periods_to_publish(conn, registry):
+                period, frames = read_stats_models(conn, registry, period)
+                staging = statistics_staging_dir(settings, period, run_id)
+                stage_tables(registry, frames, staging, config=config, la=la, run_id=run_id, time_period=period)
+                stagings.append(staging)
         except Exception as error:
+            for staging in stagings:
+                shutil.rmtree(staging, ignore_errors=True)
             _record_failure(conn, registry, run_id=run_id, time_period=time_period, config=config, error=error)
             raise
-    return str(staging)
+    return [str(staging) for staging in stagings]
 
 
 def stage_tables(
@@ -190,13 +201,8 @@ def read_stats_models(
     conn: psycopg.Connection, registry: StatisticsRegistry, time_period: str | None
 ) -> tuple[str, dict[str, pd.DataFrame]]:
     """The period to publish (given, else the latest in any model) and each model's rows for it (tables with rows)."""
-    for spec in registry.tables:
-        exists = conn.execute("select to_regclass(%s) is not null", (f"{spec.schema_name}.{spec.model}",)).fetchone()
-        if not exists[0]:
-            raise StatisticsRefusedError(
-                spec.name, _BUILD, LookupError(f"{spec.schema_name}.{spec.model} does not exist: run dbt first")
-            )
-    period = time_period or _latest_period(conn, registry)
+    _require_models(conn, registry)
+    period = time_period or max(periods_to_publish(conn, registry))
     if not re.fullmatch(r"\d{4}(\d{2})?", period or ""):
         raise StatisticsRefusedError("*", _BUILD, ValueError(f"no time period to publish (got {period!r})"))
     frames = {}
@@ -215,13 +221,33 @@ def read_stats_models(
     return period, frames
 
 
-def _latest_period(conn: psycopg.Connection, registry: StatisticsRegistry) -> str | None:
+def periods_to_publish(conn: psycopg.Connection, registry: StatisticsRegistry) -> list[str]:
+    """The latest time period of each registered table that has rows, oldest first (every table must exist).
+
+    One latest period for all tables would never publish a table whose data lag a year behind the census (the
+    autumn census carries the previous year's exclusions): each table's own latest period is published instead.
+    """
+    _require_models(conn, registry)
     selects = [
         sql.SQL("select max(time_period) as time_period from {}").format(sql.Identifier(spec.schema_name, spec.model))
         for spec in registry.tables
     ]
-    query = sql.SQL("select max(time_period) from ({}) as periods").format(sql.SQL(" union all ").join(selects))
-    return conn.execute(query).fetchone()[0]
+    query = sql.SQL("select distinct time_period from ({}) as periods where time_period is not null").format(
+        sql.SQL(" union all ").join(selects)
+    )
+    periods = sorted(row[0] for row in conn.execute(query).fetchall())
+    if not periods:
+        raise StatisticsRefusedError("*", _BUILD, LookupError("no registered statistics table has any rows"))
+    return periods
+
+
+def _require_models(conn: psycopg.Connection, registry: StatisticsRegistry) -> None:
+    for spec in registry.tables:
+        exists = conn.execute("select to_regclass(%s) is not null", (f"{spec.schema_name}.{spec.model}",)).fetchone()
+        if not exists[0]:
+            raise StatisticsRefusedError(
+                spec.name, _BUILD, LookupError(f"{spec.schema_name}.{spec.model} does not exist: run dbt first")
+            )
 
 
 def statistics_staging_dir(settings: Settings, time_period: str, run_id: str) -> Path:
