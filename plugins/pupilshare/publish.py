@@ -284,6 +284,7 @@ def _delivery_attempt(recipient: RecipientPolicy, settings: Settings, what: str,
         with open_target(recipient, settings) as target:
             where, remedy = target.location(folder), target.remedy
             try:
+                target.connect()
                 yield target
             except BaseException:
                 left = target.rollback()

@@ -35,11 +35,20 @@ class SftpSession(TargetSession):
         "deliver task: the staged feed is kept and is delivered once"
     )
 
-    def __init__(self, sftp: Any, server: str, base: str) -> None:
+    def __init__(self, hook: Any, stack: contextlib.ExitStack, base: str) -> None:
         super().__init__()
-        self._sftp = sftp
-        self.server = server
+        self._hook, self._stack = hook, stack
+        self._sftp: Any = None
+        self.server = f"{hook.username}@{hook.remote_host}:{hook.port}"
         self._base = base
+
+    def connect(self) -> None:
+        """Log in (the connection is closed when the session ends) and check the base path is a folder."""
+        try:
+            self._sftp = self._stack.enter_context(self._hook.get_managed_conn())
+        except Exception as error:
+            raise DeliveryTargetError(f"SFTP {self.server}: could not connect: {_cause(error)}") from error
+        self.check_base()
 
     def _path(self, folder: Folder, name: str | None = None) -> str:
         return posixpath.normpath(posixpath.join(self._base, *folder, *([name] if name else [])))
@@ -123,7 +132,8 @@ class SftpSession(TargetSession):
 
 @contextlib.contextmanager
 def open_sftp_session(target: SftpTarget, settings: Settings) -> Iterator[SftpSession]:
-    """Connect to the server of ``target.connection_id`` and yield a session writing below ``target.base_path``."""
+    """Yield a session writing below ``target.base_path`` on the server of ``target.connection_id`` (it connects in
+    :meth:`SftpSession.connect`, and the connection is closed on leaving)."""
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
     conn_id = str(target.connection_id)
@@ -138,12 +148,5 @@ def open_sftp_session(target: SftpTarget, settings: Settings) -> Iterator[SftpSe
             f"could not read the Airflow connection {conn_id} ({_cause(error)}): set AIRFLOW_CONN_{conn_id.upper()} "
             "in the environment of every worker (docs/operations.md, Delivering by SFTP)"
         ) from error
-    server = f"{hook.username}@{hook.remote_host}:{hook.port}"
     with contextlib.ExitStack() as stack:
-        try:
-            sftp = stack.enter_context(hook.get_managed_conn())
-        except Exception as error:
-            raise DeliveryTargetError(f"SFTP {server}: could not connect: {_cause(error)}") from error
-        session = SftpSession(sftp, server, target.base_path)
-        session.check_base()
-        yield session
+        yield SftpSession(hook, stack, target.base_path)

@@ -78,6 +78,9 @@ class TargetSession(ABC):
 
     # -- the protocol ---------------------------------------------------------------------------------------------
 
+    def connect(self) -> None:  # noqa: B027 - a folder has nothing to connect to
+        """Reach the target (an SFTP server: log in); called once, before the first :meth:`put`."""
+
     def put(self, folder: Folder, name: str, source: Path | bytes) -> None:
         """Write ``source`` (a local file, or bytes) as ``folder/.<name>.partial``, to be renamed by :meth:`publish`."""
         self._ensure_folder(folder)
@@ -135,7 +138,7 @@ def _reader(source: Path | bytes) -> Iterator[BinaryIO]:
 
 @contextlib.contextmanager
 def open_target(recipient: RecipientPolicy, settings: Settings) -> Iterator[TargetSession]:
-    """Open the recipient's delivery target for one attempt (an SFTP target connects here)."""
+    """Open the recipient's delivery target for one attempt (call :meth:`TargetSession.connect` before writing)."""
     if recipient.delivery.target == "sftp":
         from pupilshare.airflow.sftp import open_sftp_session
 
