@@ -117,7 +117,8 @@ class SftpServer:
     """A real SFTP server (asyncssh) on 127.0.0.1 and a free port, chrooted to ``root``, with a generated host key and
     client key, run on its own event loop in a thread. ``stop()`` and ``start()`` make an outage on the same port;
     ``refuse_writes`` makes the server refuse to open matching files (a full quota), and ``drop_on_write`` makes it
-    drop every connection when one is opened (the server dies mid-delivery)."""
+    drop every connection when one is opened (the server dies mid-delivery), ``corrupt_writes`` makes it store other
+    bytes than it was sent for matching files (a faulty disk or proxy)."""
 
     def __init__(self, root: Path, keys: Path) -> None:
         import asyncio
@@ -141,7 +142,9 @@ class SftpServer:
             self.port = probe.getsockname()[1]
         self.refuse_writes: str | None = None
         self.drop_on_write: str | None = None
+        self.corrupt_writes: str | None = None
         self.opened: list[str] = []
+        self.renamed: list[str] = []  # final names, in the order files were renamed into place
         self._connections: list = []
         self._listener = None
         self._loop = asyncio.new_event_loop()
@@ -169,6 +172,15 @@ class SftpServer:
                         connection.abort()
                     raise asyncssh.SFTPConnectionLost("the server went away")
                 return super().open(path, pflags, attrs)
+
+            def posix_rename(self, oldpath: bytes, newpath: bytes):
+                server.renamed.append(newpath.decode())
+                return super().posix_rename(oldpath, newpath)
+
+            def write(self, file_obj, offset: int, data: bytes):
+                if server.corrupt_writes and server.corrupt_writes in os.fsdecode(file_obj.name) and data:
+                    data = data[:-1] + bytes([data[-1] ^ 0xFF])  # same size, other bytes
+                return super().write(file_obj, offset, data)
 
         return _Server(channel, chroot=str(self.root).encode())
 

@@ -100,6 +100,7 @@ def test_deliver_feed__sftp__feed_and_manifest_land_as_in_the_outbox_recorded_on
     files = sftp_yss.files()
     assert sorted(files) == [feed, manifest_name], "the feed and its manifest, no temporary file left"
     assert files[feed] == (staging / f"yss_{FEED_DATE}.csv").read_bytes()
+    assert sftp_yss.renamed == [f"/{feed}", f"/{manifest_name}"], "renamed into place, the manifest last"
     manifest = json.loads(files[manifest_name])
     assert manifest["sha256"] == sha256_file(staging / f"yss_{FEED_DATE}.csv") and manifest["row_count"] == 40
     assert "encryption" not in manifest
@@ -275,6 +276,21 @@ def test_deliver_feed__sftp_server_dies_mid_delivery__nothing_recorded_and_the_r
     assert deliver_feed(staging, settings=settings)["status"] == "delivered"
     assert not [name for name in sftp_server.files() if Path(name).name.startswith(".")], "no temporary file remains"
     assert len(sftp_server.files()) == 4 and _ledger(settings.database_url) == (2, 30)
+
+
+def test_deliver_feed__sftp_upload_that_does_not_read_back_the_same__is_not_delivered(
+    settings, sftp_yss, stage_synthetic_feed
+):
+    """The server stores other bytes than were sent (same size): the read-back check catches it before anything is
+    renamed into place, and the attempt removes its upload."""
+    staging = stage_synthetic_feed(settings, rows=5, feed_date=FEED_DATE)
+    sftp_yss.corrupt_writes = f".yss_{FEED_DATE}.csv.partial"
+
+    with pytest.raises(
+        DeliveryWriteError, match=r"read back does not match the SHA-256 uploaded.*Nothing was delivered"
+    ):
+        deliver_feed(staging, settings=settings)
+    assert sftp_yss.files() == {} and _ledger(settings.database_url) == (0, 0)
 
 
 # --- configuration errors fail closed and say what to fix ------------------------------------------------------------
