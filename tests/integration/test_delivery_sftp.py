@@ -20,10 +20,8 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-from pupilshare import publish
 from pupilshare.airflow.callbacks import alert_on_failure, alert_on_retry
 from pupilshare.files import sha256_file
-from pupilshare.policy import Delivery, Policy, load_policy
 from pupilshare.publish import DeliveryWriteError, deliver_feed
 from pupilshare.settings import Settings
 
@@ -31,15 +29,6 @@ pytestmark = pytest.mark.integration
 
 FEED_DATE = dt.date(2026, 11, 30)
 BASE = "/inbound"
-
-
-def policy_with(recipient_id: str, **delivery: object) -> Policy:
-    """The shipped policy with ``recipient_id``'s ``delivery`` section changed (validated as the file would be)."""
-    policy = load_policy()
-    recipient = policy.recipient(recipient_id)
-    changed = Delivery.model_validate({**recipient.delivery.model_dump(exclude_none=True), **delivery})
-    recipients = {**policy.recipients, recipient_id: recipient.model_copy(update={"delivery": changed})}
-    return policy.model_copy(update={"recipients": recipients})
 
 
 @pytest.fixture
@@ -56,17 +45,21 @@ def settings(tmp_path, scratch_db) -> Settings:
 
 
 @pytest.fixture
-def sftp_yss(sftp_server, monkeypatch):
+def sftp_yss(sftp_server, monkeypatch, delivery_policy):
     """YSS delivered by SFTP to ``/inbound`` on the test server, its connection supplied by the environment."""
     (sftp_server.root / BASE.strip("/")).mkdir()
     monkeypatch.setenv("AIRFLOW_CONN_PUPILSHARE_SFTP_YSS", sftp_server.connection())
-    use_policy(monkeypatch, policy_with("yss", target="sftp", sftp={"base_path": BASE}))
+    delivery_policy("yss", target="sftp", sftp={"base_path": BASE})
     return sftp_server
 
 
-def use_policy(monkeypatch, policy: Policy) -> None:
-    """Deliver under ``policy`` (the policy file itself is not changed)."""
-    monkeypatch.setattr(publish, "load_policy", lambda: policy)
+@pytest.fixture
+def sftp_post16(sftp_server, monkeypatch, delivery_policy):
+    """The post-16 providers' sets delivered by SFTP to ``/inbound`` on the test server (one folder per provider)."""
+    (sftp_server.root / BASE.strip("/")).mkdir()
+    monkeypatch.setenv("AIRFLOW_CONN_PUPILSHARE_SFTP_POST16", sftp_server.connection())
+    delivery_policy("post16", target="sftp", sftp={"base_path": BASE})
+    return sftp_server
 
 
 def _ledger(url: str) -> tuple[int, int]:
@@ -119,12 +112,7 @@ def test_deliver_feed__sftp__feed_and_manifest_land_as_in_the_outbox_recorded_on
     assert _ledger(settings.database_url) == (1, 40) and sftp_yss.files() == files
 
 
-def test_deliver_feed__sftp_routed__one_folder_per_route_all_recorded(
-    settings, sftp_server, monkeypatch, stage_synthetic_feed
-):
-    (sftp_server.root / "inbound").mkdir()
-    monkeypatch.setenv("AIRFLOW_CONN_PUPILSHARE_SFTP_POST16", sftp_server.connection())
-    use_policy(monkeypatch, policy_with("post16", target="sftp", sftp={"base_path": BASE}))
+def test_deliver_feed__sftp_routed__one_folder_per_route_all_recorded(settings, sftp_post16, stage_synthetic_feed):
     staging = Path(stage_synthetic_feed(settings, rows=30, feed_date=FEED_DATE, recipient_id="post16"))
 
     delivered = deliver_feed(staging, settings=settings)
@@ -137,7 +125,7 @@ def test_deliver_feed__sftp_routed__one_folder_per_route_all_recorded(
             f"inbound/post16/{route}/{FEED_DATE}/{name}.csv",
             f"inbound/post16/{route}/{FEED_DATE}/{name}.manifest.json",
         ]
-    files = sftp_server.files()
+    files = sftp_post16.files()
     assert sorted(files) == sorted(expected)
     for route in ("10000000", "10000001"):
         name = f"post16_{route}_{FEED_DATE}.csv"
@@ -221,61 +209,55 @@ def test_deliver_feed__sftp_down_on_every_attempt__each_fails_nothing_lost_and_a
 
 
 def test_deliver_feed__sftp_refuses_a_routes_file__what_this_attempt_uploaded_is_removed(
-    settings, sftp_server, monkeypatch, stage_synthetic_feed
+    settings, sftp_post16, stage_synthetic_feed
 ):
     """The server refuses the second route's feed (a full quota): the first route's uploads and the folders this
     attempt made are removed, the error names the server, the path and the cause, and nothing is recorded."""
-    (sftp_server.root / "inbound").mkdir()
-    monkeypatch.setenv("AIRFLOW_CONN_PUPILSHARE_SFTP_POST16", sftp_server.connection())
-    use_policy(monkeypatch, policy_with("post16", target="sftp", sftp={"base_path": BASE}))
     staging = stage_synthetic_feed(settings, rows=30, feed_date=FEED_DATE, recipient_id="post16")
-    sftp_server.refuse_writes = f"post16_10000001_{FEED_DATE}.csv"
+    sftp_post16.refuse_writes = f"post16_10000001_{FEED_DATE}.csv"
 
     with pytest.raises(DeliveryWriteError) as failure:
         deliver_feed(staging, settings=settings)
 
     message = str(failure.value)
     assert (
-        f"SFTP pupilshare@127.0.0.1:{sftp_server.port}: could not upload post16_10000001_{FEED_DATE}.csv to " in message
+        f"SFTP pupilshare@127.0.0.1:{sftp_post16.port}: could not upload post16_10000001_{FEED_DATE}.csv to " in message
     )
     assert f"/inbound/post16/10000001/{FEED_DATE}" in message and "disk quota exceeded" in message, message
     assert "Could not remove" not in message
-    assert any(f"10000000/{FEED_DATE}/.post16_10000000" in name for name in sftp_server.opened), "route 1 was uploaded"
-    assert [str(path.relative_to(sftp_server.root)) for path in sftp_server.root.rglob("*")] == ["inbound"], (
+    assert any(f"10000000/{FEED_DATE}/.post16_10000000" in name for name in sftp_post16.opened), "route 1 was uploaded"
+    assert [str(path.relative_to(sftp_post16.root)) for path in sftp_post16.root.rglob("*")] == ["inbound"], (
         "every file and folder this attempt made is gone"
     )
     assert _ledger(settings.database_url) == (0, 0)
 
-    sftp_server.refuse_writes = None
+    sftp_post16.refuse_writes = None
     assert deliver_feed(staging, settings=settings)["status"] == "delivered"
     assert _ledger(settings.database_url) == (2, 30)
 
 
-def test_deliver_feed__sftp_server_dies_mid_delivery__nothing_recorded_and_the_rerun_delivers_once(
-    settings, sftp_server, monkeypatch, stage_synthetic_feed
+def test_deliver_feed__sftp_post16_dies_mid_delivery__nothing_recorded_and_the_rerun_delivers_once(
+    settings, sftp_post16, stage_synthetic_feed
 ):
     """The server drops every connection while the second route's file is opened: the attempt cannot clean up on a
     server that is gone, so the error says what it left (hidden temporary files only, never a final name); nothing is
     recorded. Once the server is back the rerun delivers every route once and no temporary file remains."""
-    (sftp_server.root / "inbound").mkdir()
-    monkeypatch.setenv("AIRFLOW_CONN_PUPILSHARE_SFTP_POST16", sftp_server.connection())
-    use_policy(monkeypatch, policy_with("post16", target="sftp", sftp={"base_path": BASE}))
     staging = stage_synthetic_feed(settings, rows=30, feed_date=FEED_DATE, recipient_id="post16")
-    sftp_server.drop_on_write = f"post16_10000001_{FEED_DATE}.csv"
+    sftp_post16.drop_on_write = f"post16_10000001_{FEED_DATE}.csv"
 
     with pytest.raises(DeliveryWriteError, match=r"Nothing was delivered.*Could not remove what this attempt wrote"):
         deliver_feed(staging, settings=settings)
 
-    left = sftp_server.files()
+    left = sftp_post16.files()
     assert left and all(Path(name).name.startswith(".") and name.endswith(".partial") for name in left), left
     assert _ledger(settings.database_url) == (0, 0)
 
-    sftp_server.drop_on_write = None
-    sftp_server.stop()
-    sftp_server.start()
+    sftp_post16.drop_on_write = None
+    sftp_post16.stop()
+    sftp_post16.start()
     assert deliver_feed(staging, settings=settings)["status"] == "delivered"
-    assert not [name for name in sftp_server.files() if Path(name).name.startswith(".")], "no temporary file remains"
-    assert len(sftp_server.files()) == 4 and _ledger(settings.database_url) == (2, 30)
+    assert not [name for name in sftp_post16.files() if Path(name).name.startswith(".")], "no temporary file remains"
+    assert len(sftp_post16.files()) == 4 and _ledger(settings.database_url) == (2, 30)
 
 
 def test_deliver_feed__sftp_upload_that_does_not_read_back_the_same__is_not_delivered(
@@ -327,8 +309,8 @@ def test_deliver_feed__sftp_connection_missing__names_the_variable_to_set(
     assert _ledger(settings.database_url) == (0, 0)
 
 
-def test_deliver_feed__sftp_base_path_missing__says_so(settings, sftp_yss, stage_synthetic_feed, monkeypatch):
-    use_policy(monkeypatch, policy_with("yss", target="sftp", sftp={"base_path": "/nowhere"}))
+def test_deliver_feed__sftp_base_path_missing__says_so(settings, sftp_yss, stage_synthetic_feed, delivery_policy):
+    delivery_policy("yss", target="sftp", sftp={"base_path": "/nowhere"})
     staging = stage_synthetic_feed(settings, rows=5, feed_date=FEED_DATE)
 
     with pytest.raises(DeliveryWriteError, match=r"could not find the base path /nowhere: FileNotFoundError"):
