@@ -17,6 +17,7 @@ import pyrage
 import pytest
 
 from pupilshare.files import sha256_file
+from pupilshare.policy import load_policy
 from pupilshare.publish import deliver_feed
 from pupilshare.settings import Settings
 
@@ -114,3 +115,20 @@ def test_deliver_feed__encrypted_to_two_keys__either_identity_reads_it(
     assert (
         pyrage.decrypt(ciphertext, [identity]) == pyrage.decrypt(ciphertext, [second]) == (staging / FEED).read_bytes()
     )
+
+
+def test_clear_delivered_files__an_encrypted_outbox_copy_goes_at_retention_like_a_plain_one(
+    settings, identity, delivery_policy, stage_synthetic_feed
+):
+    from pupilshare.retention import clear_delivered_files
+
+    delivery_policy("yss", encryption={"recipients": [str(identity.to_public())]})
+    staging = Path(stage_synthetic_feed(settings, rows=5, feed_date=FEED_DATE))
+    delivered = deliver_feed(staging, settings=settings)
+    folder = settings.outbox_dir / "yss" / FEED_DATE.isoformat()
+    assert sorted(path.name for path in folder.iterdir()) == [f"{FEED}.age", MANIFEST]
+
+    later = dt.date.today() + dt.timedelta(days=load_policy().recipient("yss").retention_days + 1)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        assert clear_delivered_files(conn, as_of=later, run_id="r", settings=settings) == [delivered["delivery_id"]]
+    assert not folder.exists(), "the ciphertext and its manifest went, and their empty folder"
