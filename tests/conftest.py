@@ -222,7 +222,8 @@ class SftpServer:
         self._thread.join(10)
 
     def connection(self, **extra: object) -> str:
-        """The Airflow connection (JSON, as ``AIRFLOW_CONN_<ID>`` holds it) of this server for user ``pupilshare``."""
+        """The Airflow connection (JSON, as ``AIRFLOW_CONN_<ID>`` holds it) of this server for user ``pupilshare``: the
+        client key itself and the pinned host key, as docs/operations.md configures production."""
         import json
 
         host_key = " ".join(self.host_key)
@@ -232,7 +233,7 @@ class SftpServer:
                 "host": "127.0.0.1",
                 "port": self.port,
                 "login": "pupilshare",
-                "extra": {"key_file": str(self.client_key_file), "host_key": host_key, **extra},
+                "extra": {"private_key": self.client_key_file.read_text(), "host_key": host_key, **extra},
             }
         )
 
