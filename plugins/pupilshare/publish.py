@@ -2,9 +2,10 @@
 
 Two steps, each an Airflow task: :func:`gate_feed` reads the mart, runs the recipient's Great Expectations gate
 against truth worked out from the raw returns, and only on success writes the feed into ``staging/``;
-:func:`deliver_feed` checks the staged file is byte for byte the one the gate passed, moves it into the outbox with a
-manifest and writes the ledger in the same transaction. Any error means nothing is delivered and nothing is recorded
-as disclosed (fail closed); a gate failure is itself recorded.
+:func:`deliver_feed` checks the staged file is byte for byte the one the gate passed, puts it (age-encrypted when the
+policy says so) with a manifest on the recipient's delivery target (the outbox folder, or an SFTP server:
+:mod:`pupilshare.delivery`) and writes the ledger in the same transaction. Any error means nothing is delivered and
+nothing is recorded as disclosed (fail closed); a gate failure is itself recorded.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import csv
 import datetime as dt
 import json
 import logging
-import os
 import shutil
+import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ import psycopg
 from psycopg import sql
 
 from pupilshare.db import database_server
+from pupilshare.delivery import TargetSession, open_target
+from pupilshare.delivery.encryption import AGE_SUFFIX, encrypt_file
 from pupilshare.files import sha256_file as _sha256
 from pupilshare.files import slug as _slug
 from pupilshare.files import write_json as _write_json
@@ -52,6 +55,7 @@ TRUTH_LOADERS: dict[str, Callable[..., pd.DataFrame]] = {
     "sure_start": load_sure_start_truth,
 }
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+_REMEDY = "make the delivery target reachable and writable again and rerun the deliver task"
 
 
 class DeliveryIntegrityError(RuntimeError):
@@ -155,52 +159,38 @@ def _delivery_key(recipient: RecipientPolicy, stage: dict[str, Any], item: dict[
 
 
 def _deliver_routes(conn, recipient, stage, gate, staging, files, settings) -> dict[str, Any]:
-    """Deliver each route's file with its manifest into ``outbox/<recipient>/<route>/<feed date>/`` and record
+    """Deliver each route's file with its manifest into ``<recipient>/<route>/<feed date>/`` of the target and record
     them all in one transaction: every file lands with its ledger rows, or none does."""
     by_route: dict[str, list[LedgerRow]] = {}
     for item in _read_ledger_rows(staging):
         by_route.setdefault(str(item["route"]), []).append(LedgerRow(item["upn"], tuple(item["fields_sent"])))
-    partials: list[Path] = []
-    moves: list[tuple[Path, Path]] = []
-    moved: list[Path] = []  # only what this attempt put in place is removed on failure (see _deliver)
     deliveries = []
-    try:
-        with conn.transaction():
-            for item in files:
-                target_dir = (
-                    settings.outbox_dir / recipient.recipient_id / _slug(str(item["route"])) / stage["feed_date"]
-                )
-                target_dir.mkdir(parents=True, exist_ok=True)
-                delivery_id = str(uuid.uuid4())
-                manifest = {
-                    **_manifest(recipient, stage, gate, item, delivery_id),
-                    "route_column": recipient.route_column,
-                    "route": item["route"],
-                }
-                manifest_name = Path(item["file_name"]).with_suffix(".manifest.json").name
-                finals = [target_dir / item["file_name"], target_dir / manifest_name]
-                partial = [path.with_name(f".{path.name}.partial") for path in finals]
-                partials += partial
-                _write_partials(staging / item["file_name"], manifest, partial)
-                moves += list(zip(partial, finals, strict=True))
-                record_delivery(
-                    conn,
-                    delivery={
-                        **_delivery_row(recipient, stage, gate, item, delivery_id, target_dir),
-                        "delivery_key": _delivery_key(recipient, stage, item),
-                        "route": str(item["route"]),
-                    },
-                    rows=by_route.get(str(item["route"]), []),
-                )
-                deliveries.append({"delivery_id": delivery_id, "file": str(finals[0]), **manifest})
-            for source, final in moves:
-                os.replace(source, final)
-                moved.append(final)
-    except BaseException as error:
-        for path in [*partials, *moved]:
-            _remove_file(path)
-        _raise_write_error(error, f"the {len(files)} route files", settings.outbox_dir / recipient.recipient_id)
-        raise
+    what = f"the {len(files)} route files"
+    with (
+        _delivery_attempt(recipient, settings, what, (recipient.recipient_id,)) as target,
+        _scratch(settings) as work,
+        conn.transaction(),
+    ):
+        for item in files:
+            folder = (recipient.recipient_id, _slug(str(item["route"])), stage["feed_date"])
+            delivery_id = str(uuid.uuid4())
+            manifest = {
+                **_manifest(recipient, stage, gate, item, delivery_id),
+                "route_column": recipient.route_column,
+                "route": item["route"],
+            }
+            delivered, manifest = _put_feed(target, folder, staging / item["file_name"], manifest, recipient, work)
+            record_delivery(
+                conn,
+                delivery={
+                    **_delivery_row(recipient, stage, gate, item, delivery_id, target.location(folder)),
+                    "delivery_key": _delivery_key(recipient, stage, item),
+                    "route": str(item["route"]),
+                },
+                rows=by_route.get(str(item["route"]), []),
+            )
+            deliveries.append({"delivery_id": delivery_id, "file": delivered, **manifest})
+        target.publish()
     log.info(
         "delivered %s files (%s rows) for %s", len(deliveries), sum(f["row_count"] for f in files), stage["feed_date"]
     )
@@ -223,7 +213,7 @@ def _manifest(recipient, stage, gate, item, delivery_id) -> dict[str, Any]:
     }
 
 
-def _delivery_row(recipient, stage, gate, item, delivery_id, target_dir) -> dict[str, Any]:
+def _delivery_row(recipient, stage, gate, item, delivery_id, target: str) -> dict[str, Any]:
     return {
         "delivery_id": delivery_id,
         "recipient_id": recipient.recipient_id,
@@ -231,7 +221,7 @@ def _delivery_row(recipient, stage, gate, item, delivery_id, target_dir) -> dict
         "file_name": item["file_name"],
         "file_sha256": item["file_sha256"],
         "row_count": item["row_count"],
-        "target": str(target_dir),
+        "target": target,
         "legal_basis": recipient.legal_basis,
         "run_id": stage["run_id"],
         "policy_version": gate["policy_version"],
@@ -240,7 +230,7 @@ def _delivery_row(recipient, stage, gate, item, delivery_id, target_dir) -> dict
 
 
 def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> dict[str, Any]:
-    target_dir = settings.outbox_dir / recipient.recipient_id / stage["feed_date"]
+    folder = (recipient.recipient_id, stage["feed_date"])
     delivery_id = str(uuid.uuid4())
     manifest = {
         "recipient": recipient.name,
@@ -255,16 +245,10 @@ def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> d
         "policy_version": gate["policy_version"],
         "gate_result_id": gate["result_id"],
     }
-    manifest_name = Path(stage["file_name"]).with_suffix(".manifest.json").name
-    final_paths = [target_dir / stage["file_name"], target_dir / manifest_name]
-    partial = [path.with_name(f".{path.name}.partial") for path in final_paths]
     ledger_rows = [LedgerRow(item["upn"], tuple(item["fields_sent"])) for item in _read_ledger_rows(staging)]
-    # only what this attempt put in place is removed on failure: an earlier delivery of the same feed date (other
-    # data, so another delivery key) has the same file names, and its files stay as delivered
-    moved: list[Path] = []
-    try:
-        target_dir.mkdir(parents=True, exist_ok=True)  # an unavailable target fails here, nothing written yet
-        _write_partials(staging / stage["file_name"], manifest, partial)
+    with _delivery_attempt(recipient, settings, stage["file_name"], folder) as target, _scratch(settings) as work:
+        where = target.location(folder)
+        delivered, manifest = _put_feed(target, folder, staging / stage["file_name"], manifest, recipient, work)
         with conn.transaction():
             record_delivery(
                 conn,
@@ -276,7 +260,7 @@ def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> d
                     "file_name": stage["file_name"],
                     "file_sha256": stage["file_sha256"],
                     "row_count": stage["row_count"],
-                    "target": str(target_dir),
+                    "target": where,
                     "legal_basis": recipient.legal_basis,
                     "run_id": stage["run_id"],
                     "policy_version": gate["policy_version"],
@@ -284,42 +268,71 @@ def _deliver(conn, recipient, stage, gate, staging, delivery_key, settings) -> d
                 },
                 rows=ledger_rows,
             )
-            for source, final in zip(partial, final_paths, strict=True):
-                os.replace(source, final)
-                moved.append(final)
+            target.publish()
+    log.info("delivered %s rows to %s", stage["row_count"], delivered)
+    return {"status": "delivered", "delivery_id": delivery_id, "file": delivered, **manifest}
+
+
+@contextlib.contextmanager
+def _delivery_attempt(recipient: RecipientPolicy, settings: Settings, what: str, folder) -> Iterator[TargetSession]:
+    """Open the recipient's delivery target for one attempt. On any error, remove exactly what this attempt wrote (an
+    earlier delivery of the same feed date, with other data and so another delivery key, has the same file names, and
+    its files stay as delivered) and raise :class:`DeliveryWriteError` for a failure of the target itself."""
+    left: list[str] = []
+    where, remedy = f"the {recipient.delivery.target} target of {recipient.recipient_id}", _REMEDY
+    try:
+        with open_target(recipient, settings) as target:
+            where, remedy = target.location(folder), target.remedy
+            try:
+                target.connect()
+                yield target
+            except BaseException:
+                left = target.rollback()
+                raise
     except BaseException as error:
-        for path in [*partial, *moved]:
-            _remove_file(path)
-        _raise_write_error(error, stage["file_name"], target_dir)
+        _raise_write_error(error, what, where, remedy, left)
         raise
-    log.info("delivered %s rows to %s", stage["row_count"], final_paths[0])
-    return {"status": "delivered", "delivery_id": delivery_id, "file": str(final_paths[0]), **manifest}
 
 
-def _raise_write_error(error: BaseException, what: str, where: Path) -> None:
+@contextlib.contextmanager
+def _scratch(settings: Settings) -> Iterator[Path]:
+    """A private folder beside the staged feeds for one attempt's encrypted copies, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=".deliver-", dir=settings.staging_dir) as folder:
+        yield Path(folder)
+
+
+def _put_feed(target: TargetSession, folder, feed_file: Path, manifest: dict, recipient, work: Path):
+    """Put the feed (age-encrypted when the policy says so) and then its plain manifest; return the delivered file's
+    location and the manifest as delivered (``encryption``: scheme, public keys, ciphertext name and SHA-256)."""
+    delivered = feed_file
+    encryption = recipient.delivery.encryption
+    if encryption is not None:
+        delivered = work / f"{feed_file.name}{AGE_SUFFIX}"
+        encrypt_file(feed_file, delivered, encryption.recipients)
+        manifest = {
+            **manifest,
+            "encryption": {
+                "scheme": "age",
+                "recipients": list(encryption.recipients),
+                "file_name": delivered.name,
+                "sha256": _sha256(delivered),
+            },
+        }
+    target.put(folder, delivered.name, delivered)
+    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+    target.put(folder, feed_file.with_suffix(".manifest.json").name, manifest_bytes)
+    return target.location(folder, delivered.name), manifest
+
+
+def _raise_write_error(error: BaseException, what: str, where: str, remedy: str, left: Sequence[str] = ()) -> None:
     """Raise :class:`DeliveryWriteError` for an operating-system error writing the target (not the database's);
     return for anything else, which the caller re-raises as it is."""
     if isinstance(error, OSError) and not isinstance(error, psycopg.Error):
+        leftover = f" Could not remove what this attempt wrote: {'; '.join(left)}." if left else ""
         raise DeliveryWriteError(
             f"could not write {what} into {where}: {error.strerror or error}. Nothing was delivered and nothing "
-            "recorded; free space (or make the target folder writable again) and rerun the deliver task"
+            f"recorded; {remedy}.{leftover}"
         ) from error
-
-
-def _remove_file(path: Path) -> None:
-    """Remove a partly delivered file; a target folder that is missing or not a folder holds nothing to remove, and a
-    folder where the file should be is not something this delivery wrote."""
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        path.unlink()
-
-
-def _write_partials(feed_file: Path, manifest: dict, partial: list[Path]) -> None:
-    """Write the feed and its manifest as hidden ``.partial`` files, flushed to disk (a full disk fails here)."""
-    shutil.copyfile(feed_file, partial[0])
-    _write_json(partial[1], manifest)
-    for path in partial:
-        with path.open("rb") as handle:
-            os.fsync(handle.fileno())
 
 
 def _read_mart(conn: psycopg.Connection, recipient: RecipientPolicy) -> tuple[list[str], list[tuple]]:

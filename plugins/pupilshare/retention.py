@@ -35,6 +35,7 @@ import yaml
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
+from pupilshare.delivery.encryption import AGE_SUFFIX
 from pupilshare.ledger import append_only_triggers_ddl, ensure_ledger_schema
 from pupilshare.policy import Policy, load_policy
 from pupilshare.settings import Settings, load_settings
@@ -435,7 +436,8 @@ def clear_delivered_files(
         if as_of <= due:
             continue
         folder = settings.outbox_dir / recipient_id / feed_date.isoformat()
-        paths = [folder / file_name, folder / Path(file_name).with_suffix(".manifest.json").name]
+        manifest = folder / Path(file_name).with_suffix(".manifest.json").name
+        paths = [folder / file_name, folder / f"{file_name}{AGE_SUFFIX}", manifest]  # .age: an encrypted delivery
         with conn.transaction():
             present = [path for path in paths if _inside(path, settings.outbox_dir) and path.exists()]
             _record(

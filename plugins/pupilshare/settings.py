@@ -57,6 +57,18 @@ class Settings(BaseSettings):
         description="Base delay before a publish DAG's task is retried (doubled on each further retry). Production "
         "keeps 30 s; the DAG tests of delivery faults set it to a few seconds so a retry fits in a test run.",
     )
+    sftp_connect_timeout_seconds: int = Field(
+        default=30,
+        gt=0,
+        description="How long an SFTP delivery waits for the recipient's server to answer before the attempt fails "
+        "(the task is then retried: PUPILSHARE_PUBLISH_RETRY_DELAY_SECONDS).",
+    )
+    sftp_connect_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Connection attempts within one SFTP delivery attempt, 3 to 5 s apart (the SFTP provider's "
+        "default), before it fails and Airflow's task retries take over; tests set 1.",
+    )
 
     role_prefix: str | None = Field(
         default=None,

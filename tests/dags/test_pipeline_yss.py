@@ -2,8 +2,8 @@
 recipients' runs are tests/dags/test_pipeline_routed_feeds.py's and tests/dags/test_pipeline_statistics.py's).
 
 Also: a leak planted into the built mart makes the gate fail, and then nothing is delivered or recorded; and the
-delivery target fails (once, then on every try): the deliver task retries and alerts, and a feed is delivered and
-recorded exactly once.
+delivery target fails (once, then on every try; and an SFTP server down on the first try): the deliver task retries and
+alerts, and a feed is delivered and recorded exactly once.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 
@@ -36,6 +37,8 @@ YSS = load_policy().recipient("yss")
 # The delivery fault tests: a feed date each, so neither collides with the module's delivery nor with each other.
 TRANSIENT_FEED_DATE = dt.date(2026, 12, 6)
 PERSISTENT_FEED_DATE = dt.date(2026, 12, 13)
+SFTP_FEED_DATE = dt.date(2026, 12, 20)
+SFTP_OUTAGE_FEED_DATE = dt.date(2026, 12, 27)
 RETRY_DELAY_SECONDS = 2  # production waits 30 s, then 60 s; 2 s, then 4 s keeps a test's three tries short
 OUTAGE_NOTE = "the recipient's outbox share is not mounted\n"
 
@@ -344,3 +347,95 @@ def _callbacks(callback) -> list:
     if callback is None:
         return []
     return list(callback) if isinstance(callback, (list, tuple)) else [callback]
+
+
+def test_pipeline__sftp_server_down_on_first_try__retry_delivers_once(
+    pipeline, single_dag, monkeypatch, alerts, tmp_path, sftp_server, delivery_policy
+):
+    """The same outage with the SFTP target (a real asyncssh server on loopback, its connection from the
+    environment): try 1 cannot connect and is put up for retry with a warning naming the server; the server is back
+    during the retry delay; try 2 uploads the feed and its manifest, recorded exactly once."""
+    settings, _, _, _ = pipeline
+    _build_mart_for(settings, SFTP_FEED_DATE, tmp_path)
+    (sftp_server.root / "inbound").mkdir()
+    monkeypatch.setenv("AIRFLOW_CONN_PUPILSHARE_SFTP_YSS", sftp_server.connection())
+    monkeypatch.setenv("PUPILSHARE_SFTP_CONNECT_ATTEMPTS", "1")
+    delivery_policy("yss", target="sftp", sftp={"base_path": "/inbound"})
+    sftp_server.stop()
+    outbox_before = sorted(str(path) for path in settings.outbox_dir.rglob("*"))
+    dag = _publish_yss_dag(single_dag, monkeypatch)
+    deliver = dag.get_task("deliver_and_record")
+    deliver.on_retry_callback = [*_callbacks(deliver.on_retry_callback), lambda context: sftp_server.start()]
+
+    dag_run, tasks = _run_publish(dag, SFTP_FEED_DATE)
+
+    assert str(dag_run.state) == "success", {task_id: str(ti.state) for task_id, ti in tasks.items()}
+    assert tasks["deliver_and_record"].try_number == 2, "try 1 met the server down; try 2 delivered"
+    (retried,) = alerts.about("PUPILSHARE RETRY", "deliver_and_record")
+    assert "DeliveryWriteError" in retried and f"127.0.0.1:{sftp_server.port}" in retried, alerts.messages
+    assert not alerts.about("PUPILSHARE ALERT", "deliver_and_record")
+    (delivery,) = _ledger(
+        settings,
+        "select delivery_id, file_sha256, row_count, target from ledger.deliveries where feed_date = %s",
+        (SFTP_FEED_DATE,),
+    )
+    folder = f"inbound/yss/{SFTP_FEED_DATE}"
+    assert delivery[3] == f"sftp://pupilshare@127.0.0.1:{sftp_server.port}/{folder}"
+    files = sftp_server.files()
+    feed, manifest = f"{folder}/yss_{SFTP_FEED_DATE}.csv", f"{folder}/yss_{SFTP_FEED_DATE}.manifest.json"
+    assert sorted(files) == [feed, manifest]
+    assert json.loads(files[manifest])["sha256"] == delivery[1] == hashlib.sha256(files[feed]).hexdigest()
+    assert json.loads(files[manifest])["delivery_id"] == str(delivery[0])
+    assert (
+        files[feed].count(b"\n") - 1
+        == delivery[2]
+        == len(_ledger(settings, "select 1 from ledger.disclosures where delivery_id = %s", (delivery[0],)))
+    )
+    assert sorted(str(path) for path in settings.outbox_dir.rglob("*")) == outbox_before, "nothing in the outbox"
+
+
+def test_pipeline__sftp_server_down_on_every_try__fails_alerts_and_rerun_delivers_once(
+    pipeline, single_dag, monkeypatch, alerts, tmp_path, sftp_server, delivery_policy
+):
+    """Every try meets the SFTP server down: the task fails after its 2 retries with an alert naming the server and
+    path; nothing is recorded or left on the server, and the staged feed is kept. Once the server is back, rerunning
+    the same run delivers it exactly once, and delivering the same staged feed again is refused by its delivery key."""
+    from pupilshare.files import slug
+    from pupilshare.publish import deliver_feed
+
+    settings, _, _, _ = pipeline
+    _build_mart_for(settings, SFTP_OUTAGE_FEED_DATE, tmp_path)
+    (sftp_server.root / "inbound").mkdir()
+    monkeypatch.setenv("AIRFLOW_CONN_PUPILSHARE_SFTP_YSS", sftp_server.connection())
+    monkeypatch.setenv("PUPILSHARE_SFTP_CONNECT_ATTEMPTS", "1")
+    delivery_policy("yss", target="sftp", sftp={"base_path": "/inbound"})
+    sftp_server.stop()
+    dag = _publish_yss_dag(single_dag, monkeypatch)
+
+    dag_run, tasks = _run_publish(dag, SFTP_OUTAGE_FEED_DATE)
+
+    assert str(dag_run.state) == "failed"
+    assert tasks["deliver_and_record"].try_number == 3, "the first try and both retries met the server down"
+    assert len(alerts.about("PUPILSHARE RETRY", "deliver_and_record")) == 2, alerts.messages
+    (failed,) = alerts.about("PUPILSHARE ALERT", "deliver_and_record")
+    remote = f"sftp://pupilshare@127.0.0.1:{sftp_server.port}/inbound/yss/{SFTP_OUTAGE_FEED_DATE}"
+    assert remote in failed and "could not connect" in failed and "Nothing was delivered" in failed, failed
+    query = "select 1 from ledger.{} where feed_date = %s"
+    assert not _ledger(settings, query.format("deliveries"), (SFTP_OUTAGE_FEED_DATE,))
+    assert not _ledger(settings, query.format("disclosures"), (SFTP_OUTAGE_FEED_DATE,))
+    staging = settings.staging_dir / "yss" / SFTP_OUTAGE_FEED_DATE.isoformat() / slug(dag_run.run_id)
+    assert (staging / f"yss_{SFTP_OUTAGE_FEED_DATE}.csv").is_file(), "the staged feed is kept"
+
+    sftp_server.start()  # the server is back
+    rerun, tasks = _run_publish(dag, SFTP_OUTAGE_FEED_DATE)
+
+    assert rerun.run_id == dag_run.run_id and str(rerun.state) == "success"
+    (delivery,) = _ledger(
+        settings, "select file_sha256, target from ledger.deliveries where feed_date = %s", (SFTP_OUTAGE_FEED_DATE,)
+    )
+    assert delivery[1] == remote
+    feed = sftp_server.files()[f"inbound/yss/{SFTP_OUTAGE_FEED_DATE}/yss_{SFTP_OUTAGE_FEED_DATE}.csv"]
+    assert hashlib.sha256(feed).hexdigest() == delivery[0]
+    files = sftp_server.files()
+    assert deliver_feed(staging, settings=settings)["status"] == "already_delivered"
+    assert sftp_server.files() == files and len(files) == 2, "nothing delivered twice"

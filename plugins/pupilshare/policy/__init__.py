@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 POLICY_PATH = Path(__file__).with_name("recipients.yml")
 
@@ -45,9 +45,54 @@ class Routing(_Strict):
     lookup_seed: str | None = None
 
 
+class SftpTarget(_Strict):
+    """Where on the recipient's SFTP server a feed goes. The server, user and keys are an Airflow connection supplied
+    by the environment (``AIRFLOW_CONN_<CONNECTION_ID>``), never this file."""
+
+    #: Airflow connection id; unset = ``pupilshare_sftp_<recipient_id>``.
+    connection_id: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
+    #: Folder on the server under which ``<recipient>/[<route>/]<feed date>/`` is created (as agreed with them).
+    base_path: str = Field(default=".", min_length=1)
+
+
+class AgeEncryption(_Strict):
+    """Encrypt each delivered feed file with age to the recipient's public key(s) (``age1...``): only the holder of a
+    matching identity can read it. Public keys are not secret, so they are kept here, reviewed and versioned with
+    the rest of the policy (docs/operations.md, "Encrypting feed files")."""
+
+    recipients: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("recipients")
+    @classmethod
+    def _age_public_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        import pyrage
+
+        for key in keys:
+            try:
+                pyrage.x25519.Recipient.from_str(key)
+            except pyrage.RecipientError as error:
+                raise ValueError(f"{key[:12]}... is not an age X25519 public key (age1...): {error}") from None
+        return keys
+
+
 class Delivery(_Strict):
     schedule: str
+    #: ``folder``: the outbox (``PUPILSHARE_DATA_DIR/outbox``); ``sftp``: the recipient's SFTP server (``sftp``).
     target: Literal["folder", "sftp"] = "folder"
+    sftp: SftpTarget | None = None
+    #: Unset: feed files are delivered as they are (the manifest is always plain).
+    encryption: AgeEncryption | None = None
+
+    @model_validator(mode="after")
+    def _sftp_settings_only_for_sftp(self) -> Delivery:
+        if self.sftp is not None and self.target != "sftp":
+            raise ValueError(f"delivery.sftp is set but delivery.target is {self.target!r}, not 'sftp'")
+        return self
+
+    def sftp_target(self, recipient_id: str) -> SftpTarget:
+        """The SFTP settings with the connection id filled in (``pupilshare_sftp_<recipient_id>`` by default)."""
+        sftp = self.sftp or SftpTarget()
+        return sftp.model_copy(update={"connection_id": sftp.connection_id or f"pupilshare_sftp_{recipient_id}"})
 
 
 class RecipientPolicy(_Strict):
