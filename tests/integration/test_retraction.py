@@ -26,7 +26,7 @@ from pupilshare.ingest import ingest_inbox
 from pupilshare.ledger import ensure_ledger_schema
 from pupilshare.policy import load_policy
 from pupilshare.publish import deliver_feed, gate_feed
-from pupilshare.replay import build_recipient_models
+from pupilshare.replay import build_recipient_models, replay_delivery
 from pupilshare.retraction import RetractionError, RetractionWriteError, issue_retractions, pending_retractions
 from pupilshare.sar import act_as_dpo, report_to_html, subject_access_report
 from pupilshare.settings import Settings
@@ -207,3 +207,24 @@ def test_pending_retractions__refuses_when_the_opt_outs_are_not_built(scratch_db
         ensure_ledger_schema(conn)
         with pytest.raises(RetractionError, match="int_opt_outs_effective is not built"):
             pending_retractions(conn, POLICY.recipient("yss"))
+
+
+def test_replay__a_routed_delivery_made_before_the_late_opt_out_is_reproduced(county):
+    """Runs after the post-16 test above (module order): the opt-out is a later load batch than the delivery, and the
+    live post-16 mart no longer holds the pupil; replaying the provider's file ignores that batch, so the pupil is still
+    in it and the checksum is the ledger's."""
+    settings, _, deliveries = county
+    retracted = _retraction_rows(settings, "post16")
+    assert retracted, "the post-16 retraction test ran first"
+    delivery_id = retracted[0][2][0]
+    (delivered,) = [item for item in deliveries["post16"]["deliveries"] if item["delivery_id"] == delivery_id]
+    with psycopg.connect(settings.database_url) as conn:
+        assert (
+            conn.execute(
+                "select count(*) from post16.post16_feed where ledger_upn = %s", (retracted[0][0],)
+            ).fetchone()[0]
+            == 0
+        )
+    result = replay_delivery(delivery_id, settings=settings)
+    assert result.match, result.to_dict()
+    assert result.route == delivered["route"] and result.actual_sha256 == delivered["sha256"]
