@@ -28,7 +28,7 @@ from pupilshare.generate.returns import generate_all_returns
 from pupilshare.ingest import ingest_inbox
 from pupilshare.policy import load_policy
 from pupilshare.publish import _read_mart, _stage, deliver_feed, gate_feed, staged_files
-from pupilshare.replay import build_recipient_models, mismatch_reasons
+from pupilshare.replay import _as_of_batch, build_recipient_models, mismatch_reasons
 from pupilshare.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -190,3 +190,15 @@ def test_mismatch_reasons__a_policy_or_dbt_version_that_differs_is_named(county)
     assert any("policy version differs: delivered under 2025.01.1" in reason for reason in reasons)
     assert any("dbt version differs: delivered with dbt-core 1.8.0" in reason for reason in reasons)
     assert not any("raw data" in reason for reason in reasons), "a version difference explains it"
+
+
+def test_as_of_batch__a_delivery_without_a_build_context_uses_the_batches_loaded_before_its_gate(county):
+    """Deliveries recorded before build contexts existed: the newest batch loaded at or before the gate ran."""
+    settings = county[0]
+    with psycopg.connect(settings.database_url) as conn:
+        batches = conn.execute("select load_batch_id, loaded_at from raw.load_batches order by 1").fetchall()
+        (first_id, first_at), (last_id, _) = batches[0], batches[-1]
+        assert last_id > first_id
+        batch, notes = _as_of_batch(conn, {"has_context": False, "gate_checked_at": first_at, "delivered_at": None})
+    assert batch == max(batch_id for batch_id, loaded_at in batches if loaded_at <= first_at)
+    assert batch < last_id and "no build context recorded" in notes[0]
