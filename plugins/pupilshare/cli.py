@@ -330,6 +330,44 @@ def confirm_delivery_command(
     console.print(f"confirmation of {delivery_id} recorded")
 
 
+@app.command()
+def replay(
+    delivery_id: Annotated[
+        str | None, typer.Argument(help="The delivery_id (ledger.deliveries, the manifest).")
+    ] = None,
+    recipient: Annotated[str | None, typer.Option(help="Or: the recipient, with --feed-date.")] = None,
+    feed_date: Annotated[str | None, typer.Option(help="Or: the feed date YYYY-MM-DD, with --recipient.")] = None,
+    route: Annotated[str | None, typer.Option(help="The provider or centre of a routed recipient's file.")] = None,
+) -> None:
+    """Regenerate a past delivery from the data as it stood when it was delivered (in a scratch database) and compare
+    its SHA-256 with the ledger's. Exit 0 on a match, 1 on a mismatch (with why), 2 when it cannot be replayed."""
+    import json
+    import sys
+
+    from pupilshare.db import database_server
+    from pupilshare.replay import ReplayError, find_delivery, replay_delivery
+
+    settings = load_settings()
+    try:
+        if delivery_id is None:
+            day = _parse_date(feed_date)
+            if recipient is None or day is None:
+                raise typer.BadParameter("give a DELIVERY_ID, or --recipient and --feed-date")
+            with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
+                delivery_id = find_delivery(conn, recipient_id=recipient, feed_date=day, route=route)
+        result = replay_delivery(delivery_id, settings=settings)
+    except ReplayError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    verdict = "match" if result.match else "MISMATCH"
+    typer.echo(f"{verdict}: delivery {delivery_id} ({result.recipient_id}, {result.feed_date})", err=True)
+    for reason in result.reasons:
+        typer.echo(f"  why: {reason}", err=True)
+    if not result.match:
+        raise typer.Exit(code=1)
+
+
 def _parse_date(value: str | None, hint: str = "--feed-date") -> dt.date | None:
     if value is None:
         return None

@@ -110,12 +110,58 @@ create table if not exists ledger.statistics_publications (
     published_at timestamptz
 );
 create index if not exists statistics_publications__run on ledger.statistics_publications (run_id);
+-- what a feed was built from, one row per gate run (pass or fail): the newest load batch the build could read and
+-- the versions of the code that built it, so `pupilshare replay` can rebuild a delivered feed as it stood
+create table if not exists ledger.build_contexts (
+    gate_result_id text primary key references ledger.gate_results (gate_result_id),
+    recipient_id text not null,
+    feed_date date not null,
+    max_load_batch_id bigint,
+    dbt_version text not null,
+    dbt_project_sha256 text not null,
+    pupilshare_version text not null,
+    policy_version text not null,
+    opt_out_persistence text not null,
+    recorded_at timestamptz not null default now()
+);
+-- the issue 6 register: one row per pupil per disclosure with everything needed to regenerate the file
+create or replace view ledger.disclosure_register as
+select
+    disclosures.disclosure_id, disclosures.delivery_id, disclosures.recipient_id, disclosures.route, disclosures.upn,
+    disclosures.feed_date, disclosures.fields_sent, disclosures.legal_basis, disclosures.file_sha256,
+    disclosures.run_id, disclosures.policy_version, contexts.dbt_version, contexts.dbt_project_sha256,
+    contexts.max_load_batch_id, disclosures.gate_result_id, disclosures.disclosed_at
+from ledger.disclosures as disclosures
+left join ledger.build_contexts as contexts on contexts.gate_result_id = disclosures.gate_result_id;
+-- retraction notices after a late opt-out: one row per pupil per notice
+create table if not exists ledger.retractions (
+    retraction_row_id bigint generated always as identity primary key,
+    retraction_id uuid not null,
+    recipient_id text not null,
+    route text,
+    upn text not null,
+    delivery_ids uuid[] not null,
+    feed_dates date[] not null,
+    fields_sent text[] not null,
+    reason text not null,
+    cause_id text,
+    file_name text not null,
+    file_sha256 text not null,
+    target text not null,
+    run_id text not null,
+    policy_version text not null,
+    retracted_at timestamptz not null default now()
+);
+create index if not exists retractions__upn on ledger.retractions (upn);
+create index if not exists retractions__recipient on ledger.retractions (recipient_id);
 create or replace function ledger.refuse_change() returns trigger language plpgsql as $$
 begin
     raise exception 'ledger.% is append-only: % is not allowed', tg_table_name, tg_op
         using errcode = 'insufficient_privilege';
 end $$;
-""" + append_only_triggers_ddl(("deliveries", "disclosures", "statistics_publications"))
+""" + append_only_triggers_ddl(
+    ("deliveries", "disclosures", "statistics_publications", "build_contexts", "retractions")
+)
 
 
 @dataclass(frozen=True)
@@ -226,3 +272,16 @@ def record_statistics_publication(conn: psycopg.Connection, row: dict) -> None:
                    %(failure)s, %(target)s, case when %(status)s = 'published' then now() end)""",
         {**row, "files": json.dumps(row["files"]), "sha256": json.dumps(row["sha256"])},
     )
+
+
+def record_build_context(conn: psycopg.Connection, *, gate_result_id: str, context: dict) -> None:
+    """Insert one ``ledger.build_contexts`` row (keys: its columns but ``gate_result_id``) in its own transaction."""
+    with conn.transaction():
+        conn.execute(
+            """insert into ledger.build_contexts
+                   (gate_result_id, recipient_id, feed_date, max_load_batch_id, dbt_version, dbt_project_sha256,
+                    pupilshare_version, policy_version, opt_out_persistence)
+               values (%(gate_result_id)s, %(recipient_id)s, %(feed_date)s, %(max_load_batch_id)s, %(dbt_version)s,
+                       %(dbt_project_sha256)s, %(pupilshare_version)s, %(policy_version)s, %(opt_out_persistence)s)""",
+            {**context, "gate_result_id": gate_result_id},
+        )

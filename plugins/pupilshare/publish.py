@@ -40,10 +40,12 @@ from pupilshare.ledger import (
     LedgerRow,
     delivery_exists,
     ensure_ledger_schema,
+    record_build_context,
     record_delivery,
     record_gate_result,
 )
 from pupilshare.policy import RecipientPolicy, load_policy
+from pupilshare.replay import build_context
 from pupilshare.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,10 @@ def gate_feed(recipient_id: str, *, feed_date: dt.date, run_id: str, settings: S
     recipient = policy.recipient(recipient_id)
     with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
         ensure_ledger_schema(conn)
+        # read before the mart: the newest batch recorded is at least the newest the build could read (replay)
+        context = build_context(
+            conn, recipient_id=recipient_id, feed_date=feed_date, policy_version=policy.version, settings=settings
+        )
         columns, rows = _read_mart(conn, recipient)
         feed = pd.DataFrame.from_records(rows, columns=columns)
         truth = TRUTH_LOADERS[recipient_id](conn, feed_date, persistence=settings.opt_out_persistence)
@@ -100,6 +106,7 @@ def gate_feed(recipient_id: str, *, feed_date: dt.date, run_id: str, settings: S
             failures=list(result.failures),
             data_docs_index=str(result.data_docs_index) if result.data_docs_index else None,
         )
+        record_build_context(conn, gate_result_id=result.result_id, context=context)
     if not result.success:
         log.error("gate %s failed for %s: %s", result.suite_name, feed_date, "; ".join(result.failures))
         raise GateFailedError(result)

@@ -14,7 +14,8 @@ page. The report is built from three places:
   roll only. When the model is not built the list is empty and the report says so in :attr:`SubjectAccessReport.notes`
   (printed on standard error for JSON, on the page for HTML).
 - **disclosures**: every row of the append-only ledger (``ledger.disclosures`` joined to ``ledger.deliveries``).
-- **retractions**: always an empty list for now: the platform has no retraction table yet (issue 6, late opt-outs).
+- **retractions**: every retraction notice that named the pupil (``ledger.retractions``): recipient, route, date,
+  the deliveries retracted (ids, feed dates), the fields asked to be deleted, the opt-out that caused it, the file.
 
 The rows held and the opt-outs come from ``ledger.subject_access_rows(upn)``, a security-definer function that only
 the DPO role may run (:mod:`pupilshare.access`) and that records every call in ``ledger.subject_access_requests``: the
@@ -100,6 +101,7 @@ def subject_access_report(conn: psycopg.Connection, upn: str) -> SubjectAccessRe
         with conn.transaction():
             rows = conn.execute("select source, row_data from ledger.subject_access_rows(%s)", (subject,)).fetchall()
             disclosures = _disclosures(conn, subject)
+            retractions = _retractions(conn, subject)
     except psycopg.errors.UndefinedFunction:
         raise SubjectAccessConfigError(
             "ledger.subject_access_rows is missing: run `pupilshare roles` to create the roles and functions"
@@ -121,7 +123,7 @@ def subject_access_report(conn: psycopg.Connection, upn: str) -> SubjectAccessRe
             table = source.removeprefix(f"{RAW_SCHEMA}.")
             return_type = "census" if table.startswith("census_") else table_types.get(table, table)
             held.setdefault(return_type, {}).setdefault(table, []).append(_plain(row))
-    return SubjectAccessReport(subject, held, opt_outs, disclosures, notes=notes)
+    return SubjectAccessReport(subject, held, opt_outs, disclosures, retractions, notes=notes)
 
 
 def _disclosures(conn: psycopg.Connection, upn: str) -> list[dict[str, Any]]:
@@ -146,6 +148,32 @@ def _disclosures(conn: psycopg.Connection, upn: str) -> list[dict[str, Any]]:
         }
         for recipient, feed_date, fields, legal_basis, file_sha256, run_id in cursor
     ]
+
+
+def _retractions(conn: psycopg.Connection, upn: str) -> list[dict[str, Any]]:
+    """Every retraction notice naming the pupil, oldest first; grain: one per pupil per notice."""
+    cursor = conn.execute(
+        """select recipient_id, route, retracted_at, delivery_ids, feed_dates, fields_sent, reason, file_name,
+                  file_sha256, retraction_id
+           from ledger.retractions where upn = %s order by retracted_at, retraction_row_id""",
+        (upn,),
+    )
+    return [
+        {
+            "recipient": recipient,
+            "route": route,
+            "date": retracted_at.date().isoformat(),
+            "deliveries_retracted": [str(delivery_id) for delivery_id in delivery_ids],
+            "feed_dates": [day.isoformat() for day in feed_dates],
+            "fields": list(fields),
+            "reason": reason,
+            "file_name": file_name,
+            "file_sha256": file_sha256,
+            "retraction_id": str(retraction_id),
+        }
+        for (recipient, route, retracted_at, delivery_ids, feed_dates, fields, reason, file_name, file_sha256,
+             retraction_id) in cursor
+    ]  # fmt: skip
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +238,7 @@ th, td { border: 1px solid #999; padding: 0.2em 0.5em; text-align: left; vertica
 <h2>Disclosures</h2>
 {% if report.disclosures %}{{ grid(report.disclosures) }}{% else %}<p>No disclosures recorded.</p>{% endif %}
 <h2>Retractions</h2>
-<p>No retraction notices recorded (the platform does not issue retractions yet).</p>
+{% if report.retractions %}{{ grid(report.retractions) }}{% else %}<p>No retraction notices recorded.</p>{% endif %}
 </body>
 </html>
 """

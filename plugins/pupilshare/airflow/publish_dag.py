@@ -1,7 +1,8 @@
 """The publish DAG of one recipient, built from the recipient policy.
 
 returns loaded? (short circuit) -> build the recipient's models (cosmos task group, tests after each model) -> gate
-and stage -> deliver and record.
+and stage -> deliver and record; and, after the build, retraction notices for late opt-outs
+(:mod:`pupilshare.retraction`).
 
 Scheduled on the policy's cron (Europe/London) *or* whenever the ingest DAG has loaded fresh returns (the
 ``RAW_CENSUS`` Asset). An asset-triggered run has no data interval: its feed date is the day it was triggered
@@ -101,8 +102,18 @@ def build_publish_dag(recipient_id: str) -> DAG:
 
             return deliver_feed(staging_dir)
 
+        @task
+        def retract_late_opt_outs() -> dict:
+            from pupilshare.retraction import issue_retractions
+
+            context = get_current_context()
+            return issue_retractions(recipient_id, feed_date=feed_date_of_run(context), run_id=context["run_id"])
+
         staged = gate_and_stage()
         returns_loaded_guard() >> build >> staged
         deliver_and_record(staged)
+        # after the build (it reads the opt-outs this run resolved), not after the gate: a late opt-out is honoured
+        # even when the new feed's gate fails; the new feed itself never carries what is retracted (its gate checks it)
+        build >> retract_late_opt_outs()
 
     return publish()
