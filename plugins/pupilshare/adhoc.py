@@ -168,23 +168,12 @@ def record_request(
     request again (a retried task) returns the first record's id.
     """
     settings = settings or load_settings()
-    policy = load_policy()
     adhoc = _adhoc_policy()
     request = parse_request(params, adhoc)
     with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
-        ensure_adhoc_schema(conn)
-        existing = conn.execute(
-            "select request_id, request_sha256 from ledger.adhoc_requests where requesting_agency = %s "
-            "and reference = %s",
-            (request.requesting_agency, request.reference),
-        ).fetchone()
+        existing = _recorded_request_id(conn, request)
         if existing is not None:
-            if existing[1] != request.digest():
-                raise AdhocRequestError(
-                    f"the request is refused, nothing was recorded: {request.requesting_agency} already made request "
-                    f"{request.reference} with other content; a new request needs a new reference"
-                )
-            return str(existing[0])
+            return existing
         roll = read_current_roll(conn)
         unknown = [position for position, upn in enumerate(request.pupils, start=1) if upn not in roll]
         if unknown:
@@ -200,19 +189,8 @@ def record_request(
                 f"the request is refused, nothing was recorded: the pupils at positions {positions} have an opt-out "
                 "in force and the policy (recipients.yml `adhoc.opt_outs: refuse`) does not let a request override it"
             )
-        request_id = str(uuid.uuid4())
-        with conn.transaction():
-            conn.execute(
-                """insert into ledger.adhoc_requests
-                       (request_id, requesting_agency, reference, legal_basis, justification, requested_by, upns,
-                        fields, opt_outs_in_force, request_date, request_sha256, run_id, policy_version)
-                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)""",
-                (
-                    request_id, request.requesting_agency, request.reference, request.legal_basis,
-                    request.justification, request.requested_by, list(request.pupils), list(request.fields),
-                    json.dumps(opted_out), request_date, request.digest(), run_id, policy.version,
-                ),
-            )  # fmt: skip
+        ensure_adhoc_schema(conn)
+        request_id = _insert_request(conn, request, opted_out, request_date=request_date, run_id=run_id)
     if opted_out:
         log.warning(
             "ad-hoc request %s from %s names %s children with an opt-out in force; a duty to share overrides it, "
@@ -221,6 +199,41 @@ def record_request(
             request.requesting_agency,
             len(opted_out),
         )
+    return request_id
+
+
+def _recorded_request_id(conn: psycopg.Connection, request: AdhocRequest) -> str | None:
+    """The id of this request if it is already recorded; refused if the reference was used for another request."""
+    if not conn.execute("select to_regclass('ledger.adhoc_requests') is not null").fetchone()[0]:
+        return None
+    existing = conn.execute(
+        "select request_id, request_sha256 from ledger.adhoc_requests where requesting_agency = %s and reference = %s",
+        (request.requesting_agency, request.reference),
+    ).fetchone()
+    if existing is None:
+        return None
+    if existing[1] != request.digest():
+        raise AdhocRequestError(
+            f"the request is refused, nothing was recorded: {request.requesting_agency} already made request "
+            f"{request.reference} with other content; a new request needs a new reference"
+        )
+    return str(existing[0])
+
+
+def _insert_request(conn, request: AdhocRequest, opted_out: dict, *, request_date: dt.date, run_id: str) -> str:
+    request_id = str(uuid.uuid4())
+    with conn.transaction():
+        conn.execute(
+            """insert into ledger.adhoc_requests
+                   (request_id, requesting_agency, reference, legal_basis, justification, requested_by, upns,
+                    fields, opt_outs_in_force, request_date, request_sha256, run_id, policy_version)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)""",
+            (
+                request_id, request.requesting_agency, request.reference, request.legal_basis,
+                request.justification, request.requested_by, list(request.pupils), list(request.fields),
+                json.dumps(opted_out), request_date, request.digest(), run_id, load_policy().version,
+            ),
+        )  # fmt: skip
     return request_id
 
 
@@ -416,7 +429,7 @@ def deliver_request(staging_dir: str | Path, *, settings: Settings | None = None
 
 
 def _deliver(conn, request, stage, gate, staging: Path, key: str, settings: Settings) -> dict[str, Any]:
-    from pupilshare.publish import _remove_file, _write_partials
+    from pupilshare.publish import _raise_write_error, _remove_file, _write_partials
 
     target = settings.outbox_dir / ADHOC / slug(request["requesting_agency"]) / request["reference"]
     delivery_id = str(uuid.uuid4())
@@ -448,9 +461,10 @@ def _deliver(conn, request, stage, gate, staging: Path, key: str, settings: Sett
             for source, final in zip(partials, finals, strict=True):
                 os.replace(source, final)
                 moved.append(final)
-    except BaseException:
+    except BaseException as error:
         for path in [*partials, *moved]:
             _remove_file(path)
+        _raise_write_error(error, stage["file_name"], target)  # a full disk or lost share: DeliveryWriteError
         raise
     log.info("delivered ad-hoc request %s: %s rows to %s", request["reference"], stage["row_count"], finals[0])
     return {"status": "delivered", "delivery_id": delivery_id, "file": str(finals[0]), **manifest}

@@ -36,7 +36,7 @@ from pupilshare.adhoc import (
 from pupilshare.cli import app
 from pupilshare.db import DatabaseEndpoints, with_database
 from pupilshare.files import slug
-from pupilshare.gates import run_feed_gate
+from pupilshare.gates import GateFailedError, run_feed_gate
 from pupilshare.gates.truths.roll import read_current_roll
 from pupilshare.generate.census import build_census_extract, write_census_extract
 from pupilshare.ingest import ingest_inbox
@@ -301,3 +301,53 @@ def test_adhoc_gate__catches_an_extract_beyond_the_request(county, tmp_path, tam
     result = gate(feed)
     assert not result.success
     assert any(failure.startswith(check) for failure in result.failures), result.failures
+
+
+def test_adhoc_request__naming_an_opted_out_child_is_refused_when_the_policy_says_refuse(county, monkeypatch):
+    settings, pupils, opted_out, _ = county
+    monkeypatch.setattr("pupilshare.adhoc._adhoc_policy", lambda: ADHOC.model_copy(update={"opt_outs": "refuse"}))
+    named = _upns(pupils, opted_out)
+    before = _written(settings)
+
+    with pytest.raises(AdhocRequestError, match=r"positions \[2\] have an opt-out in force"):
+        record_request(
+            _request(named, ["surname"], reference="NC-REFUSE"),
+            request_date=REQUEST_DATE,
+            run_id="x",
+            settings=settings,
+        )
+    assert _written(settings) == before
+
+
+def test_gate_request__a_bad_extract_fails_the_gate_is_recorded_and_nothing_is_staged(county):
+    """A fan-out in the source model (a named child twice) reaches the real gate_request: it fails on key_unique,
+    the verdict is recorded, nothing is staged, so there is nothing to deliver."""
+    settings, pupils, opted_out, _ = county
+    named = _upns(pupils, opted_out)
+    request_id = record_request(
+        _request(named, ["surname"], reference="NC-FANOUT"), request_date=REQUEST_DATE, run_id="x", settings=settings
+    )
+    source = sql.Identifier(ADHOC.source_schema, ADHOC.source_model)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create table adhoc_saved as table {}").format(source))
+        conn.execute(
+            sql.SQL("insert into {} select * from {} where upn = %s").format(source, source), (named[1].upper(),)
+        )
+    before = _written(settings)
+    try:
+        with pytest.raises(GateFailedError) as failed:
+            gate_request(request_id, run_id="manual__fanout", settings=settings)
+    finally:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("truncate {}; insert into {} select * from adhoc_saved").format(source, source))
+            conn.execute("drop table adhoc_saved")
+    assert any(failure.startswith("key_unique") for failure in failed.value.result.failures)
+    with psycopg.connect(settings.database_url) as conn:
+        recorded = conn.execute(
+            "select success, failures::text from ledger.gate_results where run_id = 'manual__fanout'"
+        ).fetchall()
+    assert len(recorded) == 1 and recorded[0][0] is False and "key_unique" in recorded[0][1]
+    after = _written(settings)
+    assert after["files"] == before["files"], "nothing staged or delivered"
+    assert after["ledger.deliveries"] == before["ledger.deliveries"]
+    assert after["ledger.disclosures"] == before["ledger.disclosures"]
