@@ -81,3 +81,30 @@ def test_adhoc_policy__every_shareable_field_is_a_column_of_the_source_model():
                 assert ADHOC.source_key_column in columns
                 return
     raise AssertionError(f"no yml declares {ADHOC.source_model}")
+
+
+def _policy_file(tmp_path, change) -> object:
+    from pupilshare.policy import POLICY_PATH
+
+    raw = yaml.safe_load(POLICY_PATH.read_text(encoding="utf-8"))
+    change(raw["adhoc"])
+    path = tmp_path / "recipients.yml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda adhoc: adhoc.update(shareable_feilds=["upn"]), "shareable_feilds"),
+        (lambda adhoc: adhoc["shareable_fields"].append("postcode"), "listed twice"),
+        (lambda adhoc: adhoc["shareable_fields"].append("ledger_upn"), "must not be a shareable field"),
+        (lambda adhoc: adhoc.update(opt_outs="ignore"), "opt_outs"),
+    ],
+    ids=["misspelt_key", "field_twice", "key_shareable", "unknown_opt_out_rule"],
+)
+def test_load_policy__the_adhoc_entry_is_strict(tmp_path, change, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        load_policy(_policy_file(tmp_path, change))
