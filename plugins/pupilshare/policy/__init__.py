@@ -146,8 +146,40 @@ class RecipientPolicy(_Strict):
         return (self.key_column, *route, *self.delivered_fields)
 
 
+class AdhocPolicy(_Strict):
+    """Ad-hoc sharing with another agency under a duty to share: named children on request, only the fields the
+    request justifies (SHARING_RULES.md, "Other agencies with a duty to share"; :mod:`pupilshare.adhoc`)."""
+
+    name: str
+    notice_clause: str
+    #: The dbt model (schema ``source_schema``) the extract reads: one row per pupil on the current roll.
+    source_model: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    source_schema: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    #: The source model's column holding the UPN; it becomes the extract's internal key (never delivered).
+    source_key_column: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    key_column: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    #: Every field a request may ever ask for (columns of the source model); a request names the ones it needs.
+    shareable_fields: tuple[str, ...] = Field(min_length=1)
+    #: ``record``: a duty to share overrides the YSS, post-16 and Sure Start opt-outs, and each one in force is
+    #: recorded with the request; ``refuse``: a request naming an opted-out pupil is refused.
+    opt_outs: Literal["record", "refuse"] = "record"
+    max_pupils: int = Field(default=50, gt=0, le=1000)
+    retention_days: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _fields_distinct(self) -> AdhocPolicy:
+        duplicates = sorted({name for name in self.shareable_fields if self.shareable_fields.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"adhoc: shareable fields listed twice: {duplicates}")
+        if self.key_column in self.shareable_fields:
+            raise ValueError(f"adhoc: key column {self.key_column} must not be a shareable field")
+        return self
+
+
 class Policy(_Strict):
     version: str
+    #: Ad-hoc requests from other agencies with a duty to share (not a scheduled recipient).
+    adhoc: AdhocPolicy | None = None
     recipients: dict[str, RecipientPolicy]
 
     def recipient(self, recipient_id: str) -> RecipientPolicy:
