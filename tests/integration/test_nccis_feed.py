@@ -216,6 +216,14 @@ def test_publish_nccis__gate_passes_delivers_and_records(county):
     delivered = county.settings.outbox_dir / "nccis" / FEED_DATE.isoformat() / f"nccis_{FEED_DATE.isoformat()}.csv"
     header = delivered.read_text(encoding="utf-8").splitlines()[0]
     assert header == ",".join(NCCIS.delivered_fields)
+    with delivered.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    feed = _feed(county.url)
+    assert len(rows) == len(feed)
+    assert {row["upn"] for row in rows if row["upn"]} == set(feed.loc[feed["upn"].notna(), "ledger_upn"])
+    restricted = [row for row in rows if not row["upn"]]
+    assert len(restricted) == feed["upn"].isna().sum() >= 2
+    assert all(not row["sex"] and not row["nc_year"] and row["activity_code"] for row in restricted)
     with psycopg.connect(county.url) as conn:
         recorded = conn.execute("select count(*) from ledger.disclosures where recipient_id = 'nccis'").fetchone()[0]
     assert recorded == len(_feed(county.url))
