@@ -17,6 +17,9 @@ VARS = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_te
     [
         ("post16_nc_years", "post16", "nc_years"),
         ("post16_application_statuses", "post16", "application_statuses"),
+        ("nccis_academic_ages", "nccis", "academic_ages"),
+        ("nccis_nc_years", "nccis", "nc_years"),
+        ("nccis_offer_statuses", "nccis", "offer_statuses"),
         ("sure_start_nc_years", "sure_start", "nc_years"),
         ("sure_start_school_phases", "sure_start", "school_phases"),
         ("sure_start_school_lowest_nc_years", "sure_start", "school_lowest_nc_years"),

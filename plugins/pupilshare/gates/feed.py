@@ -196,6 +196,9 @@ def feed_variables(recipient: RecipientPolicy, truth: pd.DataFrame, spec: SuiteS
         "identity_fields": list(recipient.identity_fields),
         "identity_required": list(spec.identity_required),
         "further_fields": list(recipient.further_fields),
+        # a restricted row: these must be null; the restricted_extra_fields (not from school data) may be filled
+        "restricted_blank_fields": list(recipient.restricted_blank_fields),
+        "restricted_extra_fields": list(recipient.restricted_extra_fields),
         "min_age_years": recipient.cohort.min_age_years,
         "cohort_row_count": int(truth["is_in_cohort"].eq(True).sum()),
         "route_column": recipient.route_column,

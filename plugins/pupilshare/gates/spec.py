@@ -35,6 +35,8 @@ KNOWN_VARIABLES = frozenset(
         "identity_fields",
         "identity_required",
         "further_fields",
+        "restricted_blank_fields",
+        "restricted_extra_fields",
         "min_age_years",
         "cohort_row_count",
         "route_column",

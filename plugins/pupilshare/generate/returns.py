@@ -456,7 +456,9 @@ def write_post16_applications(extract: CensusExtract, folder: Path, rng: random.
 def write_activity_updates(extract: CensusExtract, folder: Path, rng: random.Random) -> dict:
     """Activity updates for the academic-age 16-17 cohort on roll (Years 12 and 13): school sixth form (210) in
     September, and for some a later change (college, apprenticeship, employment, NEET). Some rows carry a ULN, a few
-    only the ULN."""
+    only the ULN. Youth Support Services keep in touch with young people whose census ``yssa`` is No (restricted):
+    half of them get a YSS contact of their own (re-engagement, NEET or still at school), so the NCCIS feed has
+    restricted young people with YSS-collected activity."""
     year = academic_year_start(extract.reference_date)
     later = (("220", "provider"), ("310", "provider"), ("320", "provider"), ("540", "yss"), ("610", "yss"),
              ("810", "yss"))  # fmt: skip
@@ -470,6 +472,10 @@ def write_activity_updates(extract: CensusExtract, folder: Path, rng: random.Ran
                 code, source = rng.choice(later)
                 day = _day_between(rng, dt.date(year, 10, 1), extract.reference_date + dt.timedelta(days=90))
                 yield (upn, uln, code, day.isoformat(), source)
+            if pupil.yssa == "No" and rng.random() < 0.5:
+                code = rng.choice(("210", "530", "610"))
+                day = _day_between(rng, dt.date(year, 10, 1), extract.reference_date + dt.timedelta(days=60))
+                yield (pupil.upn, "", code, day.isoformat(), "yss")
 
     count = _write_csv(folder / f"activity_{extract.la_code}_{extract.reference_date.isoformat()}.csv",
                        ACTIVITY_COLUMNS, rows())  # fmt: skip

@@ -29,6 +29,13 @@ class Cohort(_Strict):
     #: Post-16 application statuses (latest per pupil and provider on the feed date) that put a pupil in the
     #: provider's set: applied to, or holds an offer from, the provider.
     application_statuses: tuple[str, ...] = ()
+    #: Academic ages in the cohort (nccis: 16 and 17): age on the 31 August before the start of the academic year
+    #: holding the feed date (SHARING_RULES.md "Dates and ages"). A pupil is in the cohort by academic age *or* by
+    #: ``nc_years`` when both are given (nccis: academic age 16 or 17, or Year 11 for the September Guarantee).
+    academic_ages: tuple[int, ...] = ()
+    #: Post-16 application statuses (latest per pupil and provider on the feed date) that mean the pupil holds an
+    #: offer (nccis: the September Guarantee).
+    offer_statuses: tuple[str, ...] = ()
 
 
 class OptOut(_Strict):
@@ -109,6 +116,10 @@ class RecipientPolicy(_Strict):
     opt_out: OptOut | None = None
     identity_fields: tuple[str, ...]
     further_fields: tuple[str, ...] = ()
+    #: Further fields a restricted row may still carry because they do not come from school data (nccis: the
+    #: activity collected by Youth Support Services itself). Only with ``opt_out.effect: restrict``; every other
+    #: further field of a restricted row is null, and the gate checks both.
+    restricted_extra_fields: tuple[str, ...] = ()
     #: Deliver one file per value of ``routing.column`` (post16: per provider; sure_start: per children's centre).
     routing: Routing | None = None
     delivery: Delivery
@@ -122,6 +133,16 @@ class RecipientPolicy(_Strict):
             raise ValueError(f"recipient {self.recipient_id}: fields listed twice: {duplicates}")
         if self.key_column in names:
             raise ValueError(f"recipient {self.recipient_id}: key column {self.key_column} must not be delivered")
+        not_further = [name for name in self.restricted_extra_fields if name not in self.further_fields]
+        if not_further:
+            raise ValueError(
+                f"recipient {self.recipient_id}: restricted_extra_fields {not_further} are not further_fields"
+            )
+        if self.restricted_extra_fields and (self.opt_out is None or self.opt_out.effect != "restrict"):
+            raise ValueError(
+                f"recipient {self.recipient_id}: restricted_extra_fields need opt_out effect restrict (an excluded "
+                "pupil has no row at all)"
+            )
         if self.routing is not None and self.routing.column in (*names, self.key_column):
             raise ValueError(
                 f"recipient {self.recipient_id}: route column {self.routing.column} must be neither the key nor "
@@ -138,6 +159,11 @@ class RecipientPolicy(_Strict):
     def delivered_fields(self) -> tuple[str, ...]:
         """Every column of the delivered file, in order."""
         return (*self.identity_fields, *self.further_fields)
+
+    @property
+    def restricted_blank_fields(self) -> tuple[str, ...]:
+        """The further fields that must be null in a restricted row: all but ``restricted_extra_fields``."""
+        return tuple(name for name in self.further_fields if name not in self.restricted_extra_fields)
 
     @property
     def mart_columns(self) -> tuple[str, ...]:

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import random
 from pathlib import Path
 
 import pytest
 
 from pupilshare.generate.census import build_census_extract
-from pupilshare.generate.returns import _FEEDERS_PER_SECONDARY, INBOX_FOLDERS, generate_all_returns
+from pupilshare.generate.returns import (
+    _FEEDERS_PER_SECONDARY,
+    INBOX_FOLDERS,
+    generate_all_returns,
+    write_activity_updates,
+)
 from pupilshare.ingest.ctf import FILE_NAME, iter_ctf, scan_ctf_bytes
 from pupilshare.ingest.eyfs import EYFS, has_good_level_of_development
 from pupilshare.ingest.ncmp import NCMP
@@ -173,3 +179,17 @@ def test_generated_csv_files__have_no_repeated_rows(inbox):
         with path.open(encoding="utf-8", newline="") as handle:
             rows = [tuple(row) for row in csv.reader(handle)]
         assert len(rows) == len(set(rows)), path.name
+
+
+def test_write_activity_updates__restricted_sixth_formers_have_yss_contacts(tmp_path):
+    """The NCCIS feed needs restricted young people (census yssa No) whose activity YSS collected itself: about half
+    of the restricted Year 12 and 13 pupils get a YSS update of their own (without that rule about 6% would, from the
+    later changes alone)."""
+    county = build_census_extract(schools=30, pupils=9000, seed=3)
+    write_activity_updates(county, tmp_path, random.Random("3:activity"))  # noqa: S311 - synthetic data
+    rows = [row for path in sorted(tmp_path.glob("*.csv")) for row in _rows(path)]
+    restricted = {pupil.upn for pupil in county.pupils if pupil.nc_year in ("12", "13") and pupil.yssa == "No"}
+    with_yss = {row["upn"] for row in rows if row["source"] == "yss" and row["upn"] in restricted}
+    assert len(restricted) >= 12
+    assert len(restricted) // 3 <= len(with_yss) < len(restricted)
+    assert {row["source"] for row in rows} >= {"school", "yss", "provider"}

@@ -45,11 +45,11 @@ def load_post16_truth(
     return build_post16_truth(roll, changes, opt_out_states(conn, roll, feed_date, persistence), feed_date=feed_date)
 
 
-def provider_sets(
-    changes: Iterable[StatusChange], *, feed_date: dt.date, statuses: Iterable[str]
-) -> dict[str, tuple[str, ...]]:
-    """For each UPN, the providers whose set they are in: the latest change per provider dated on or before the
-    feed date (latest date, then later batch, then later row) has one of ``statuses``."""
+def latest_status_changes(
+    changes: Iterable[StatusChange], *, feed_date: dt.date
+) -> dict[tuple[str, str], StatusChange]:
+    """Each (UPN, UKPRN)'s latest status change dated on or before the feed date: latest date, then the later batch,
+    then the later row. Changes without a date, a UPN or a provider are left out."""
     latest: dict[tuple[str, str], StatusChange] = {}
     for change in changes:
         if change.status_date is None or change.status_date > feed_date or not change.upn or not change.ukprn:
@@ -59,6 +59,20 @@ def provider_sets(
         held = latest.get(key)
         if held is None or rank > (held.status_date, held.load_batch_id, held.row_number):
             latest[key] = change
+    return latest
+
+
+def read_status_changes(conn: psycopg.Connection) -> list[StatusChange]:
+    """Every raw post-16 status row not rejected at load (none when no post-16 return was ever loaded)."""
+    return _read_status_changes(conn) if table_exists(conn, "raw.post16_applications") else []
+
+
+def provider_sets(
+    changes: Iterable[StatusChange], *, feed_date: dt.date, statuses: Iterable[str]
+) -> dict[str, tuple[str, ...]]:
+    """For each UPN, the providers whose set they are in: the latest change per provider dated on or before the
+    feed date (latest date, then later batch, then later row) has one of ``statuses``."""
+    latest = latest_status_changes(changes, feed_date=feed_date)
     live = set(statuses)
     routes: dict[str, list[str]] = {}
     for (upn, ukprn), change in latest.items():

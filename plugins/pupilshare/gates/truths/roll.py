@@ -78,6 +78,10 @@ class RollPupil:
     school_phase: str
     school_lowest_nc_year: str
     postcode: str
+    #: Reference date of the census return holding the main registration, and where the row came from.
+    reference_date: dt.date | None = None
+    load_batch_id: int = 0
+    row_number: int = 0
 
 
 def read_current_roll(conn: psycopg.Connection) -> dict[str, RollPupil]:
@@ -91,10 +95,10 @@ def read_current_roll(conn: psycopg.Connection) -> dict[str, RollPupil]:
             continue
         main = 1 if (status or "").strip().upper() in ("C", "M") else 2
         rank = (main, -(reference or dt.date.min).toordinal(), -batch, row)
-        candidates.setdefault(key, []).append((rank, dob, nc_year, phase, lowest, postcode))
+        candidates.setdefault(key, []).append((rank, dob, nc_year, phase, lowest, postcode, reference, batch, row))
     roll = {}
     for upn, rows in candidates.items():
-        _, dob, nc_year, phase, lowest, postcode = min(rows, key=lambda item: item[0])
+        _, dob, nc_year, phase, lowest, postcode, reference, batch, row = min(rows, key=lambda item: item[0])
         roll[upn] = RollPupil(
             upn=upn,
             date_of_birth=_date_or_none(dob),
@@ -102,6 +106,9 @@ def read_current_roll(conn: psycopg.Connection) -> dict[str, RollPupil]:
             school_phase=_code(phase),
             school_lowest_nc_year=_code(lowest),
             postcode=(postcode or "").strip(),
+            reference_date=reference,
+            load_batch_id=batch,
+            row_number=row,
         )
     return roll
 
