@@ -81,7 +81,7 @@ def pending_retractions(conn: psycopg.Connection, recipient: RecipientPolicy) ->
                 f"{relation} is not built: the opt-outs are not resolved, so no retraction can be worked out "
                 f"(build the {recipient.recipient_id} models first); nothing delivered or recorded"
             )
-    allowed = list(recipient.identity_fields) if recipient.opt_out.effect == "restrict" else []
+    allowed = _restricted_fields(recipient) if recipient.opt_out.effect == "restrict" else []
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cursor:
         return cursor.execute(
             f"""select disclosures.upn, disclosures.route, disclosures.delivery_id, disclosures.feed_date,
@@ -212,6 +212,11 @@ def _text(value: object) -> str:
     return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
+def _restricted_fields(recipient: RecipientPolicy) -> list[str]:
+    """What a restricted pupil's row may still carry: identity, and (nccis) what did not come from school data."""
+    return [*recipient.identity_fields, *recipient.restricted_extra_fields]
+
+
 def _letter(recipient: RecipientPolicy, route: str | None, rows, retraction_id: str, csv_name: str) -> str:
     pupils = len({row["upn"] for row in rows})
     deliveries = sorted({(row["feed_date"].isoformat(), row["file_name"], row["file_sha256"]) for row in rows})
@@ -219,7 +224,7 @@ def _letter(recipient: RecipientPolicy, route: str | None, rows, retraction_id: 
     what = (
         "any information about them"
         if recipient.opt_out.effect == "exclude"
-        else f"any information about them beyond {', '.join(recipient.identity_fields)}"
+        else f"any information about them beyond {', '.join(_restricted_fields(recipient))}"
     )
     return (
         f"Retraction notice {retraction_id}\n"

@@ -151,7 +151,9 @@ def _plant_restricted_extra_field(mart: Mart) -> str:
     key = columns.index(mart.recipient.key_column)
     target = next((row[key] for row in rows if row[key] in restricted), None)
     assert target is not None, f"{mart.recipient.recipient_id}: no restricted pupil in the built mart"
-    for field in (name for name in mart.recipient.further_fields if name != "upn"):
+    # a field a restricted row may still carry (nccis: activity YSS collected itself) is no leak
+    allowed = {"upn", *mart.recipient.restricted_extra_fields}
+    for field in (name for name in mart.recipient.further_fields if name not in allowed):
         position = columns.index(field)
         value = next((row[position] for row in rows if row[key] not in restricted and row[position] is not None), None)
         if value is not None:
@@ -203,6 +205,9 @@ LEAKS: dict[tuple[str, str], tuple[Planter, str]] = {
     ("sure_start", "outside_cohort"): (_plant_outside_cohort, "pupil_in_reception_at_eligible_school"),
     ("sure_start", "opted_out"): (_plant_opted_out, "opted_out_pupil_absent"),
     ("sure_start", "wrong_route"): (_plant_wrong_route, "routed_to_own_centre"),
+    ("nccis", "extra_column"): (_plant_extra_column, "columns_match_policy"),
+    ("nccis", "outside_cohort"): (_plant_outside_cohort, "in_nccis_cohort"),
+    ("nccis", "restricted_extra_field"): (_plant_restricted_extra_field, "restricted_has_no_school_data"),
 }
 
 CASES = [
