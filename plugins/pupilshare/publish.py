@@ -31,6 +31,7 @@ from pupilshare.files import slug as _slug
 from pupilshare.files import write_json as _write_json
 from pupilshare.gates import GateFailedError, run_feed_gate
 from pupilshare.gates.truth import load_yss_truth
+from pupilshare.gates.truths.health import load_health_truth
 from pupilshare.gates.truths.post16 import load_post16_truth
 from pupilshare.gates.truths.sure_start import load_sure_start_truth
 from pupilshare.ledger import (
@@ -50,6 +51,7 @@ TRUTH_LOADERS: dict[str, Callable[..., pd.DataFrame]] = {
     "yss": load_yss_truth,
     "post16": load_post16_truth,
     "sure_start": load_sure_start_truth,
+    "health": load_health_truth,
 }
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 

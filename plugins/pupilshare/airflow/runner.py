@@ -19,6 +19,7 @@ PIPELINE_DAG_IDS = (
     "pupilshare_publish_yss",
     "pupilshare_publish_post16",
     "pupilshare_publish_sure_start",
+    "pupilshare_publish_health",
     "pupilshare_publish_statistics",
 )
 
