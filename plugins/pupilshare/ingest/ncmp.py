@@ -122,7 +122,6 @@ create table if not exists raw.ncmp_bmi_results (
     _row_number bigint not null,
     reference text not null,
     rcpchgrowth_version text not null,
-    age_years double precision not null,
     bmi double precision not null,
     bmi_sds double precision,
     bmi_centile double precision,
@@ -147,7 +146,8 @@ order by _row_number
 def derive_bmi_results(conn: psycopg.Connection, load_batch_id: int, source_name: str) -> list[Finding]:
     """Write ``raw.ncmp_bmi_results`` for one batch (inside its load transaction); a finding per unclassified row.
 
-    Only rows that passed every error rule reach here, so dates, sex and numbers are well formed.
+    Only rows that passed every error rule reach here, so dates, sex and numbers are well formed. The decimal age is
+    not stored: with the measurement date it would give back the exact date of birth that retention coarsens.
     """
     rows = conn.execute(_MEASURED_SQL, (load_batch_id,)).fetchall()
     measured = [
@@ -157,14 +157,14 @@ def derive_bmi_results(conn: psycopg.Connection, load_batch_id: int, source_name
     results = bmi_results(measured)
     findings = []
     statement = (
-        "copy raw.ncmp_bmi_results (_load_batch_id, _row_number, reference, rcpchgrowth_version, age_years, bmi, "
-        "bmi_sds, bmi_centile, unclassified_reason) from stdin"
+        "copy raw.ncmp_bmi_results (_load_batch_id, _row_number, reference, rcpchgrowth_version, bmi, bmi_sds, "
+        "bmi_centile, unclassified_reason) from stdin"
     )
     with conn.cursor() as cursor, cursor.copy(statement) as copy:
         for (row_number, *_), result in zip(rows, results, strict=True):
             copy.write_row(
-                (load_batch_id, row_number, REFERENCE, RCPCHGROWTH_VERSION, result.age_years, result.bmi,
-                 result.bmi_sds, result.bmi_centile, result.unclassified_reason)
+                (load_batch_id, row_number, REFERENCE, RCPCHGROWTH_VERSION, result.bmi, result.bmi_sds,
+                 result.bmi_centile, result.unclassified_reason)
             )  # fmt: skip
             if result.unclassified_reason:
                 findings.append(

@@ -28,7 +28,6 @@ joined as (
     select
         measurements.*,
         bmi_results.growth_reference_code as growth_reference_code,
-        bmi_results.age_at_measurement_years as age_at_measurement_years,
         bmi_results.bmi as bmi,
         bmi_results.bmi_sds as bmi_sds,
         bmi_results.bmi_centile as bmi_centile,
@@ -77,7 +76,6 @@ final as (
         is_parental_opt_out,
         measurement_date is not null and not_measured_reason_code is null as is_measured,
         growth_reference_code,
-        age_at_measurement_years,
         bmi,
         bmi_sds,
         bmi_centile,

@@ -11,7 +11,6 @@ final as (
         _row_number as source_row_number,
         reference as growth_reference_code,
         rcpchgrowth_version as rcpchgrowth_version,
-        age_years as age_at_measurement_years,
         bmi as bmi,
         bmi_sds as bmi_sds,
         bmi_centile as bmi_centile,
