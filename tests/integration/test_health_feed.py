@@ -263,3 +263,26 @@ def test_load_ncmp_export__bmi_failure_leaves_nothing_loaded(scratch_db, tmp_pat
         ).fetchone()[0]
         assert measured > 10
         assert conn.execute("select count(*) from raw.ncmp_bmi_results").fetchone()[0] == measured
+
+
+def test_publish_health__gated_delivered_and_recorded(county):
+    """The publish step of the DAG (gate_feed, deliver_feed) on the built mart: one file, one ledger row per child."""
+    from pupilshare.publish import deliver_feed, gate_feed
+
+    settings = Settings(database_url=county["url"], data_dir=county["folder"] / "publish")
+    staging = gate_feed("health", feed_date=FEED_DATE, run_id="manual__health", settings=settings)
+    delivered = deliver_feed(staging, settings=settings)
+    assert delivered["status"] == "delivered"
+    path = Path(delivered["file"])
+    assert path == settings.outbox_dir / "health" / FEED_DATE.isoformat() / f"health_{FEED_DATE.isoformat()}.csv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == HEALTH.delivered_fields, "the internal key is never a column of the file"
+    assert {row["bmi_category"] for row in rows} >= {"healthy_weight", "overweight", "obese"}
+    with psycopg.connect(county["url"]) as conn:
+        recorded = conn.execute(
+            """select count(*), min(d.legal_basis) from ledger.disclosures as s
+               join ledger.deliveries as d using (delivery_id) where d.recipient_id = 'health'"""
+        ).fetchone()
+    assert recorded == (len(rows), HEALTH.legal_basis)
+    assert deliver_feed(staging, settings=settings)["status"] != "delivered", "a rerun delivers nothing twice"
