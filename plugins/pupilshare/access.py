@@ -308,6 +308,15 @@ begin
             'raw.' || holding.relname, holding.relname, holding.parent, holding.link, holding.link
         ) using subject_upn;
     end loop;
+    -- NCMP BMI results computed at load: no upn of their own, linked to the measurement row they were computed from
+    if to_regclass('raw.ncmp_bmi_results') is not null then
+        return query execute
+            'select ''raw.ncmp_bmi_results''::text, to_jsonb(computed) from raw.ncmp_bmi_results as computed '
+            'join raw.ncmp_measurements as measured on measured._load_batch_id = computed._load_batch_id '
+            'and measured._row_number = computed._row_number where measured.upn = $1 '
+            'order by computed._load_batch_id, computed._row_number'
+            using subject_upn;
+    end if;
     -- the effective opt-outs and why, when dbt has built them
     if to_regclass('analytics.int_opt_outs_effective') is null then
         source := 'missing:analytics.int_opt_outs_effective';
@@ -323,7 +332,8 @@ begin
 end $$;
 comment on function ledger.subject_access_rows(text) is
     'Subject access, in full: every row of every raw return that holds the pupil (census rows linked by their '
-    'pupil table id), and their effective opt-outs. Each call is recorded in ledger.subject_access_requests.';
+    'pupil table id, NCMP BMI results by their measurement row), and their effective opt-outs. Each call is '
+    'recorded in ledger.subject_access_requests.';
 """
 
 

@@ -34,6 +34,7 @@ from pupilshare.files import slug as _slug
 from pupilshare.files import write_json as _write_json
 from pupilshare.gates import GateFailedError, run_feed_gate
 from pupilshare.gates.truth import load_yss_truth
+from pupilshare.gates.truths.health import load_health_truth
 from pupilshare.gates.truths.nccis import load_nccis_truth
 from pupilshare.gates.truths.post16 import load_post16_truth
 from pupilshare.gates.truths.sure_start import load_sure_start_truth
@@ -57,6 +58,7 @@ TRUTH_LOADERS: dict[str, Callable[..., pd.DataFrame]] = {
     "post16": load_post16_truth,
     "sure_start": load_sure_start_truth,
     "nccis": load_nccis_truth,
+    "health": load_health_truth,
 }
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 _REMEDY = "make the delivery target reachable and writable again and rerun the deliver task"

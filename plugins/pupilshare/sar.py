@@ -82,7 +82,7 @@ def raw_table_return_types() -> dict[str, str]:
     keeps its pupils in ``raw.ctf_pupils`` and is not imported for it: lxml alone costs 0.1 s of the command)."""
     from pupilshare.ingest import eyfs, ncmp, optouts, post16
 
-    tables = {"ctf_pupils": "ctf"}
+    tables = {"ctf_pupils": "ctf", "ncmp_bmi_results": "ncmp"}  # BMI results: computed from the NCMP rows at load
     for spec in (eyfs.EYFS, ncmp.NCMP, optouts.OPTOUTS, post16.POST16, post16.ACTIVITY):
         for table in spec.tables:
             tables[table.raw_table] = spec.return_type

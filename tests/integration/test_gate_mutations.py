@@ -144,6 +144,12 @@ def _plant_opted_out(mart: Mart) -> str:
     )
 
 
+def _plant_not_measured(mart: Mart) -> str:
+    """health: a row for a child whose latest NCMP row says they were not measured (the parent opted out)."""
+    truth = mart.truth
+    return _plant_row_for(mart, truth[truth["is_restricted"].eq(True)], "a child not measured (NCMP opt-out)")
+
+
 def _plant_restricted_extra_field(mart: Mart) -> str:
     """Give a restricted pupil's row one further field, copied from an unrestricted pupil's row."""
     columns, rows = mart.rows()
@@ -208,6 +214,9 @@ LEAKS: dict[tuple[str, str], tuple[Planter, str]] = {
     ("nccis", "extra_column"): (_plant_extra_column, "columns_match_policy"),
     ("nccis", "outside_cohort"): (_plant_outside_cohort, "in_nccis_cohort"),
     ("nccis", "restricted_extra_field"): (_plant_restricted_extra_field, "restricted_has_no_school_data"),
+    ("health", "extra_column"): (_plant_extra_column, "columns_match_policy"),
+    ("health", "outside_cohort"): (_plant_outside_cohort, "measured_this_school_year"),
+    ("health", "opted_out"): (_plant_not_measured, "opted_out_child_absent"),
 }
 
 CASES = [

@@ -219,3 +219,17 @@ def test_sar_command__json_for_a_pupil_and_exit_2_for_an_invalid_upn(county):
     assert html.exit_code == 0 and "&lt;script&gt;" in html.stdout
     refused = runner.invoke(app, ["sar", "A12345678901X", "--database-url", url])
     assert refused.exit_code == 2 and "not a valid UPN" in refused.stderr
+
+
+def test_subject_access_report__ncmp_bmi_results_come_with_the_measurement(county):
+    """The BMI, SDS and centile computed at load hold no UPN: they are linked through the measurement row."""
+    url, dpo, _, _ = county
+    with psycopg.connect(url) as conn:
+        upn, bmi_sds = conn.execute(
+            """select m.upn, b.bmi_sds from raw.ncmp_bmi_results as b
+               join raw.ncmp_measurements as m using (_load_batch_id, _row_number)
+               order by m._row_number limit 1"""
+        ).fetchone()
+    held = _report(url, dpo, upn).to_dict()["held"]["ncmp"]
+    assert [row["upn"] for row in held["ncmp_measurements"]] == [upn]
+    assert [row["bmi_sds"] for row in held["ncmp_bmi_results"]] == [bmi_sds]

@@ -1,6 +1,6 @@
 """Every registered statistics table built by dbt from generated returns, then through suppression, audit and format.
 
-A fresh database gets a generated county (census plus every other return: workforce, EYFS...) through the real
+A fresh database gets a generated county (census plus every other return: workforce, EYFS, NCMP...) through the real
 loader; ``dbt build --selector statistics`` (the statistics DAG's selection: models, data tests, unit tests) must pass.
 Then, for the 2026/27 period (2025/26 for exclusions, which the Autumn 2026 census collects for the summer term
 before it), every registered table must stage through both publish gates (the disclosure audit and
@@ -37,13 +37,14 @@ pytestmark = pytest.mark.integration
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 TIME_PERIOD = "202627"
 EXCLUSIONS_PERIOD = "202526"
-NEW_TABLES = ("pupil_absence", "exclusions_by_reason", "eyfs_gld", "workforce")
+NEW_TABLES = ("pupil_absence", "exclusions_by_reason", "eyfs_gld", "workforce", "ncmp_prevalence")
 #: The count of each table made to hold exactly one small cell in the primary-only test.
 SMALL_COLUMNS = {
     "pupil_absence": "pupils_persistently_absent",
     "exclusions_by_reason": "exclusions",
     "eyfs_gld": "pupils_reaching_gld",
     "workforce": "vacancies",
+    "ncmp_prevalence": "children_measured",
 }
 CONFIG = DisclosureConfig(threshold=5)  # an LA threshold (SHARING_RULES.md: often 5 or 10)
 LA = LocalAuthority(old_la_code="926", new_la_code="E10000020", la_name="Norfolk")
@@ -158,3 +159,27 @@ def test_stats_tables__primary_suppression_alone_is_refused_by_the_audit(stats_f
         protect_tables(linked, CONFIG, suppress=_primary_only)
     assert caught.value.report.exposures
     assert protect_tables(linked, CONFIG).report.publishable, "full suppression protects the same frame"
+
+
+def test_stats_tables__ncmp_prevalence_adds_up_and_hides_small_categories(stats_frames, tmp_path):
+    """NCMP prevalence: the categories of each year group add up to the children measured at LA level, and each
+    published percentage is of the year group's total, `c` on a hidden count."""
+    frame = stats_frames["ncmp_prevalence"]
+    assert set(frame["nc_year"]) == {"Reception", "Year 6"}
+    assert (frame["children_measured"] > 0).any() and (frame["children_measured"] == 0).any()
+    stage_tables(
+        default_registry(), stats_frames, tmp_path / "staged", config=CONFIG, la=LA, run_id="test",
+        time_period=TIME_PERIOD,
+    )  # fmt: skip
+    staged = pd.read_csv(tmp_path / "staged" / "ncmp_prevalence.csv", dtype=str)
+    la = staged[(staged["geographic_level"] == "Local authority") & (staged["school_phase"] == "Total")]
+    for year, rows in la[la["nc_year"] != "Total"].groupby("nc_year"):
+        total = rows.loc[rows["bmi_category"] == "Total", "children_measured"].astype(int).item()
+        assert total == int(frame.loc[frame["nc_year"] == year, "children_measured"].sum())
+        parts = rows[rows["bmi_category"] != "Total"]
+        if not (parts["children_measured"] == "c").any():
+            assert parts["children_measured"].astype(int).sum() == total
+    hidden = staged["children_measured"] == "c"
+    assert hidden.any(), "a county of small schools has small categories to hide"
+    assert (staged.loc[hidden, "prevalence_percent"] == "c").all()
+    assert not {"1", "2", "3", "4"} & set(staged["children_measured"])

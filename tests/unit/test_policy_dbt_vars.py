@@ -23,6 +23,7 @@ VARS = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_te
         ("sure_start_nc_years", "sure_start", "nc_years"),
         ("sure_start_school_phases", "sure_start", "school_phases"),
         ("sure_start_school_lowest_nc_years", "sure_start", "school_lowest_nc_years"),
+        ("health_nc_years", "health", "nc_years"),
     ],
 )
 def test_dbt_var__equals_policy_cohort(variable, recipient_id, field):

@@ -53,6 +53,7 @@ def test_raw_table_return_types__come_from_the_ingest_table_definitions():
         "ctf_pupils": "ctf",
         "eyfs_results": "eyfs",
         "ncmp_measurements": "ncmp",
+        "ncmp_bmi_results": "ncmp",
         "optout_requests": "optouts",
         "post16_applications": "post16",
         "activity_updates": "activity",

@@ -20,6 +20,7 @@ PIPELINE_DAG_IDS = (
     "pupilshare_publish_post16",
     "pupilshare_publish_sure_start",
     "pupilshare_publish_nccis",
+    "pupilshare_publish_health",
     "pupilshare_publish_statistics",
 )
 

@@ -166,7 +166,8 @@ def expected_row_count(recipient: RecipientPolicy, truth: pd.DataFrame) -> int:
     """Rows the feed must have: pupils in the cohort (less the excluded, when the opt-out effect is exclude), times
     their routes for a routed recipient (a pupil with no route has no row; one with two routes has two)."""
     eligible = truth["is_in_cohort"].eq(True)
-    if recipient.opt_out is not None and recipient.opt_out.effect == "exclude":
+    # exclude: an opted-out pupil has no row; not_measured (NCMP): an opted-out child was never measured, so no row
+    if recipient.opt_out is not None and recipient.opt_out.effect in ("exclude", "not_measured"):
         eligible &= ~truth["is_restricted"].eq(True)
     if recipient.route_column is None:
         return int(eligible.sum())

@@ -2,14 +2,23 @@
 child, measured or with the reason they were not.
 
 Layout and rules: docs/returns.md, "NCMP measurements".
+
+In the same transaction as the rows, every measured row that loaded (not rejected) gets its BMI, BMI SDS and BMI
+centile on the UK-WHO reference from rcpchgrowth (:mod:`pupilshare.bmi`) in ``raw.ncmp_bmi_results``, keyed by the
+measurement (load batch and row). dbt on PostgreSQL cannot call Python, so this is the one place they are computed;
+the NCMP category is then decided in dbt from the centile. A measurement rcpchgrowth cannot classify gets a row with
+no SDS and its reason, and a query finding ``NCMP-BMI-UNCLASSIFIED``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import psycopg
 
+from pupilshare.bmi import RCPCHGROWTH_VERSION, REFERENCE, Measured, bmi_results
+from pupilshare.findings import Finding
 from pupilshare.ingest.inbox import register_return
 from pupilshare.ingest.tabular import (
     CsvReturn,
@@ -107,19 +116,89 @@ def _check_range(row: dict[str, str], column: str, bounds: tuple[float, float], 
     return []
 
 
+BMI_RESULTS_DDL = """
+create table if not exists raw.ncmp_bmi_results (
+    _load_batch_id bigint not null references raw.load_batches (load_batch_id),
+    _row_number bigint not null,
+    reference text not null,
+    rcpchgrowth_version text not null,
+    bmi double precision not null,
+    bmi_sds double precision,
+    bmi_centile double precision,
+    unclassified_reason text,
+    primary key (_load_batch_id, _row_number),
+    check ((bmi_sds is null) = (unclassified_reason is not null)),
+    check ((bmi_sds is null) = (bmi_centile is null))
+);
+comment on table raw.ncmp_bmi_results is
+    'One row per measured NCMP row that loaded (raw.ncmp_measurements, same load batch and row number): BMI, '
+    'BMI SDS and centile on the UK-WHO reference from rcpchgrowth, computed at load; no SDS and a reason when it '
+    'cannot classify.';
+"""
+_MEASURED_SQL = """
+select _row_number, date_of_birth, measurement_date, sex, height_cm, weight_kg
+from raw.ncmp_measurements
+where _load_batch_id = %s and not _rejected and coalesce(not_measured_reason, '') = ''
+order by _row_number
+"""
+
+
+def derive_bmi_results(conn: psycopg.Connection, load_batch_id: int, source_name: str) -> list[Finding]:
+    """Write ``raw.ncmp_bmi_results`` for one batch (inside its load transaction); a finding per unclassified row.
+
+    Only rows that passed every error rule reach here, so dates, sex and numbers are well formed. The decimal age is
+    not stored: with the measurement date it would give back the exact date of birth that retention coarsens.
+    """
+    rows = conn.execute(_MEASURED_SQL, (load_batch_id,)).fetchall()
+    measured = [
+        Measured(dt.date.fromisoformat(dob), dt.date.fromisoformat(measured_on), sex, float(height), float(weight))
+        for _, dob, measured_on, sex, height, weight in rows
+    ]
+    results = bmi_results(measured)
+    findings = []
+    statement = (
+        "copy raw.ncmp_bmi_results (_load_batch_id, _row_number, reference, rcpchgrowth_version, bmi, bmi_sds, "
+        "bmi_centile, unclassified_reason) from stdin"
+    )
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        for (row_number, *_), result in zip(rows, results, strict=True):
+            copy.write_row(
+                (load_batch_id, row_number, REFERENCE, RCPCHGROWTH_VERSION, result.bmi, result.bmi_sds,
+                 result.bmi_centile, result.unclassified_reason)
+            )  # fmt: skip
+            if result.unclassified_reason:
+                findings.append(
+                    Finding(
+                        source_name,
+                        "NCMP-BMI-UNCLASSIFIED",
+                        "query",
+                        f"rcpchgrowth cannot give a BMI centile: {result.unclassified_reason}. The child is left out "
+                        "of the health feed and the statistics until the school or NCMP team corrects the row",
+                        "ncmp_measurements",
+                        row_number,
+                        "height_cm",
+                    )
+                )
+    return findings
+
+
 NCMP = CsvReturn(
     RETURN_TYPE,
     (CsvTable("ncmp", "ncmp_measurements", COLUMNS, frozenset(COLUMNS), validate_ncmp_row, key=("upn",)),),
+    derive=derive_bmi_results,
 )
 
 
 def ensure_ncmp_schema(conn: psycopg.Connection) -> None:
-    """Create ``raw.ncmp_measurements`` (one row per child per export) if missing."""
+    """Create ``raw.ncmp_measurements`` (one row per child per export) and ``raw.ncmp_bmi_results`` if missing."""
     ensure_csv_tables(conn, NCMP)
+    conn.execute(BMI_RESULTS_DDL)
 
 
 def load_ncmp_export(conn: psycopg.Connection, path: Path, *, max_file_bytes: int = 2 * 1024**3) -> dict | None:
-    """Load one NCMP export CSV (see :func:`pupilshare.ingest.tabular.load_csv_return`)."""
+    """Load one NCMP export CSV (see :func:`pupilshare.ingest.tabular.load_csv_return`) and its BMI results."""
+    with conn.transaction():
+        ensure_ncmp_schema(conn)
     return load_csv_return(conn, path, spec=NCMP, max_file_bytes=max_file_bytes)
 
 

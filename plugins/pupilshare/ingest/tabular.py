@@ -69,6 +69,10 @@ class LoadContext:
 
 
 Validator = Callable[[dict[str, str], LoadContext], list[Issue]]
+#: A step run inside the load's transaction once every row is copied: ``(conn, load_batch_id, file name)`` -> further
+#: findings. It writes tables derived from the rows just loaded (NCMP: BMI SDS and centiles), so a failure in it
+#: rolls the whole file set back and nothing is left half-loaded.
+DeriveStep = Callable[[psycopg.Connection, int, str], list[Finding]]
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class CsvReturn:
     return_type: str
     tables: tuple[CsvTable, ...]
     folder: bool = False
+    derive: DeriveStep | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,8 @@ def load_csv_return(conn: psycopg.Connection, entry: Path, *, spec: CsvReturn, m
             rows = {
                 csv_file.table.raw_table: _copy_rows(conn, csv_file, batch_id, context, findings) for csv_file in files
             }
+            if spec.derive is not None:
+                findings += spec.derive(conn, batch_id, entry.name)
             record_findings(conn, return_type=spec.return_type, load_batch_id=batch_id, findings=findings)
             finish_batch(conn, batch_id, rows)
     except psycopg.Error as error:

@@ -19,7 +19,8 @@ class _Strict(BaseModel):
 class Cohort(_Strict):
     description: str
     min_age_years: int | None = Field(default=None, ge=0, le=25)
-    #: NC year groups on roll that are in the cohort (post16: Year 11; sure_start: Reception).
+    #: NC year groups on roll that are in the cohort (post16: Year 11; sure_start: Reception; health: the NCMP school
+    #: years, Reception and Year 6, as the NCMP export records them).
     nc_years: tuple[str, ...] = ()
     #: School phase codes (census ``school.phase``) whose pupils are in the cohort (sure_start: PS).
     school_phases: tuple[str, ...] = ()
@@ -39,8 +40,26 @@ class Cohort(_Strict):
 
 
 class OptOut(_Strict):
-    scope: Literal["yss", "post16", "sure_start"]
-    effect: Literal["restrict", "exclude"]
+    """Which opt-out applies to a recipient and what it does (docs/policy.md, "Opt-outs").
+
+    ``scope`` is a scope of the opt-out requests return (an ``all`` request covers yss, post16 and sure_start), or
+    ``ncmp``: the National Child Measurement Programme's own opt-out, which a parent makes to the programme and the
+    NCMP export records as ``not_measured_reason`` OPTOUT. Its effect is ``not_measured``: the child is never
+    measured, so has nothing to send (SHARING_RULES.md, Health: "NCMP opt-outs mean the child is not measured").
+    ``ncmp`` and ``not_measured`` go together and only together.
+    """
+
+    scope: Literal["yss", "post16", "sure_start", "ncmp"]
+    effect: Literal["restrict", "exclude", "not_measured"]
+
+    @model_validator(mode="after")
+    def _ncmp_means_not_measured(self) -> OptOut:
+        if (self.scope == "ncmp") != (self.effect == "not_measured"):
+            raise ValueError(
+                f"opt_out scope {self.scope} with effect {self.effect}: the NCMP opt-out (scope ncmp) has effect "
+                "not_measured, and no other scope can have it (a request cannot un-measure a child)"
+            )
+        return self
 
 
 class Routing(_Strict):
