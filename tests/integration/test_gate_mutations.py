@@ -22,6 +22,7 @@ Leak kinds:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
 import json
@@ -245,6 +246,7 @@ def county(admin_url, tmp_path_factory):
         write_census_extract(extract, settings.inbox_dir / "census" / "autumn_2026")
         generate_all_returns(extract, settings.inbox_dir, seed=11)
         _write_opt_outs(extract, settings.inbox_dir / "optouts" / "optouts_926_mutation.csv")
+        _measure_before_feed_date(settings.inbox_dir / "ncmp")
         summary = ingest_inbox(settings)
         assert summary.rows_loaded > 400
         _build_marts(url, folder)
@@ -270,6 +272,28 @@ def _write_opt_outs(extract, path: Path) -> None:
         lines.append(f"{pupil.upn},all,opt_out,{party},{OPT_OUT_DATE.isoformat()},letter")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _measure_before_feed_date(folder: Path) -> None:
+    """The generated NCMP visits run from November to June, mostly after the feed date: most measured children are
+    measured on the 2nd of the feed date's month instead (so the health mart has rows), every 7th 90 days after the
+    feed date (outside the cohort on it), and every ``OPT_OUT_EVERY``-th row of the export becomes a parent's NCMP
+    opt-out (not measured), so the county has children the health feed must leave out."""
+    for path in folder.glob("*.csv"):
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns, rows = list(reader.fieldnames or []), list(reader)
+        for number, row in enumerate(rows):
+            if number % OPT_OUT_EVERY == 0:
+                row.update(measurement_date="", height_cm="", weight_kg="", not_measured_reason="OPTOUT")
+            elif row["measurement_date"]:
+                later = number % 7 == 3  # measured after the feed date: outside the cohort on it
+                row["measurement_date"] = FEED_DATE + dt.timedelta(days=90) if later else FEED_DATE.replace(day=2)
+                row["measurement_date"] = row["measurement_date"].isoformat()
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def _build_marts(url: str, folder: Path) -> None:
@@ -426,7 +450,7 @@ def test_planted_leak__gate_fails_nothing_delivered_or_recorded_and_alerted(
 def test_unplanted_mart__gate_passes(county, recipient_id):
     """The control: the mart as dbt built it passes the same gate, so each failure above is the planted leak's."""
     settings = county
-    _mart(settings, recipient_id)
+    assert _mart(settings, recipient_id).rows()[1], f"the built {recipient_id} mart is empty: the control is vacuous"
     run_id = f"mutation__{recipient_id}__control"
 
     staging = gate_feed(recipient_id, feed_date=FEED_DATE, run_id=run_id, settings=settings)

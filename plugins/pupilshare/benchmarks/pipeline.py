@@ -302,7 +302,10 @@ def _dbt_build(url: str, data_dir: str, recipient_id: str, feed_date: str, dbt_d
     if recipient_id == "statistics":
         selection = ["--selector", "statistics"]
     else:
-        selection = ["--select", f"+{load_policy().recipient(recipient_id).mart}", "stg_pipeline__load_batches"]
+        # cautious, as every DAG builds (pupilshare.airflow.cosmos_config): a test that also reads another
+        # recipient's model (nccis: int_nccis_activities_unioned -> int_pupils_on_roll_latest) is not this build's
+        mart = load_policy().recipient(recipient_id).mart
+        selection = ["--select", f"+{mart}", "stg_pipeline__load_batches", "--indirect-selection", "cautious"]
     result = dbtRunner().invoke(
         [
             "build", *selection, "--exclude", "resource_type:unit_test", "--quiet",
