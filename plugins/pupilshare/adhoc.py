@@ -38,7 +38,7 @@ from stdnum.gb import upn as upn_check
 
 from pupilshare.db import database_server
 from pupilshare.files import sha256_file, slug, write_json
-from pupilshare.gates import GateFailedError, run_feed_gate
+from pupilshare.gates import GateFailedError
 from pupilshare.gates.truth import load_yss_truth
 from pupilshare.gates.truths.roll import age_on, opt_out_states, read_current_roll
 from pupilshare.ledger import (
@@ -47,7 +47,6 @@ from pupilshare.ledger import (
     delivery_exists,
     ensure_ledger_schema,
     record_delivery,
-    record_gate_result,
 )
 from pupilshare.policy import AdhocPolicy, RecipientPolicy, load_policy
 from pupilshare.settings import Settings, load_settings
@@ -321,26 +320,13 @@ def gate_request(request_id: str, *, run_id: str, settings: Settings | None = No
         recipient = adhoc_recipient(request, adhoc)
         columns, rows = read_extract(conn, request, adhoc)
         truth = build_adhoc_truth(read_current_roll(conn), request["upns"], request["request_date"])
-        result = run_feed_gate(
-            pd.DataFrame.from_records(rows, columns=columns),
-            truth,
-            recipient=recipient,
-            feed_date=request["request_date"],
-            run_id=run_id,
-            data_docs_dir=settings.data_docs_dir,
-        )
-        record_gate_result(
-            conn,
-            gate_result_id=result.result_id,
-            recipient_id=ADHOC,
-            suite_name=result.suite_name,
-            feed_date=request["request_date"],
-            run_id=run_id,
-            success=result.success,
-            evaluated_rows=result.evaluated_rows,
-            failures=list(result.failures),
-            data_docs_index=str(result.data_docs_index) if result.data_docs_index else None,
-        )
+        from pupilshare.publish import gate_and_record  # the gate every feed goes through, recorded the same way
+
+        feed = pd.DataFrame.from_records(rows, columns=columns)
+        result = gate_and_record(
+            conn, feed, truth, recipient, ledger_id=ADHOC, feed_date=request["request_date"], run_id=run_id,
+            settings=settings,
+        )  # fmt: skip
     if not result.success:
         log.error("gate %s failed for ad-hoc request %s: %s", result.suite_name, request_id, "; ".join(result.failures))
         raise GateFailedError(result)

@@ -33,6 +33,7 @@ from pupilshare.files import sha256_file as _sha256
 from pupilshare.files import slug as _slug
 from pupilshare.files import write_json as _write_json
 from pupilshare.gates import GateFailedError, run_feed_gate
+from pupilshare.gates.result import GateResult
 from pupilshare.gates.truth import load_yss_truth
 from pupilshare.gates.truths.health import load_health_truth
 from pupilshare.gates.truths.nccis import load_nccis_truth
@@ -90,25 +91,8 @@ def gate_feed(recipient_id: str, *, feed_date: dt.date, run_id: str, settings: S
         columns, rows = _read_mart(conn, recipient)
         feed = pd.DataFrame.from_records(rows, columns=columns)
         truth = TRUTH_LOADERS[recipient_id](conn, feed_date, persistence=settings.opt_out_persistence)
-        result = run_feed_gate(
-            feed,
-            truth,
-            recipient=recipient,
-            feed_date=feed_date,
-            run_id=run_id,
-            data_docs_dir=settings.data_docs_dir,
-        )
-        record_gate_result(
-            conn,
-            gate_result_id=result.result_id,
-            recipient_id=recipient_id,
-            suite_name=result.suite_name,
-            feed_date=feed_date,
-            run_id=run_id,
-            success=result.success,
-            evaluated_rows=result.evaluated_rows,
-            failures=list(result.failures),
-            data_docs_index=str(result.data_docs_index) if result.data_docs_index else None,
+        result = gate_and_record(
+            conn, feed, truth, recipient, ledger_id=recipient_id, feed_date=feed_date, run_id=run_id, settings=settings
         )
         record_build_context(conn, gate_result_id=result.result_id, context=context)
     if not result.success:
@@ -117,6 +101,37 @@ def gate_feed(recipient_id: str, *, feed_date: dt.date, run_id: str, settings: S
     staging = _stage(recipient, columns, rows, feed_date=feed_date, run_id=run_id, settings=settings)
     _write_json(staging / "gate.json", {**_gate_record(result), "policy_version": policy.version})
     return str(staging)
+
+
+def gate_and_record(
+    conn: psycopg.Connection,
+    feed: pd.DataFrame,
+    truth: pd.DataFrame,
+    recipient: RecipientPolicy,
+    *,
+    ledger_id: str,
+    feed_date: dt.date,
+    run_id: str,
+    settings: Settings,
+) -> GateResult:
+    """Run the recipient's gate suite on ``feed`` against ``truth`` and record the verdict in ``ledger.gate_results``
+    under ``ledger_id`` (a recipient, or ``adhoc``); return the result, pass or fail (the caller acts on it)."""
+    result = run_feed_gate(
+        feed, truth, recipient=recipient, feed_date=feed_date, run_id=run_id, data_docs_dir=settings.data_docs_dir
+    )
+    record_gate_result(
+        conn,
+        gate_result_id=result.result_id,
+        recipient_id=ledger_id,
+        suite_name=result.suite_name,
+        feed_date=feed_date,
+        run_id=run_id,
+        success=result.success,
+        evaluated_rows=result.evaluated_rows,
+        failures=list(result.failures),
+        data_docs_index=str(result.data_docs_index) if result.data_docs_index else None,
+    )
+    return result
 
 
 def deliver_feed(staging_dir: str | Path, *, settings: Settings | None = None) -> dict[str, Any]:
