@@ -6,7 +6,10 @@ opt-out models and the YSS mart, and then:
 - ``int_opt_outs_effective`` equals the independent Python statement of the rules (``pupilshare.optouts``) for
   every pupil and every scope;
 - no pupil who is opted out of YSS carries a field beyond name, address and date of birth in ``yss.yss_feed``, and
-  every pupil who is not keeps their further fields.
+  every pupil who is not keeps their further fields;
+- for every recipient in the policy whose opt-out scope is a request scope: no pupil opted out of an excluding
+  recipient (post-16 providers, Sure Start centres) is in its feed, and no pupil restricted for a restricting one
+  (YSS, NCCIS) carries a field beyond its identity fields and the fields it may keep (NCCIS: activity YSS collected).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from psycopg import sql
 from pupilshare import PROJECT_ROOT
 from pupilshare.db import DatabaseEndpoints, with_database
 from pupilshare.generate.census import build_census_extract, write_census_extract
+from pupilshare.generate.returns import generate_all_returns
 from pupilshare.ingest import ingest_inbox
 from pupilshare.optouts import SCOPES, OptOutRequest, resolve_opt_outs
 from pupilshare.policy import load_policy
@@ -36,6 +40,8 @@ pytestmark = pytest.mark.integration
 FEED_DATE = dt.date(2026, 11, 29)
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 YSS = load_policy().recipient("yss")
+#: The recipients an opt-out request can reach (health's NCMP opt-out is made with the programme, not the LA).
+REQUEST_SCOPED = [r for r in load_policy().recipients.values() if r.opt_out is not None and r.opt_out.scope in SCOPES]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +55,7 @@ def county(admin_url, tmp_path_factory):
     settings_ = Settings(database_url=url, data_dir=folder / "data")
     extract = build_census_extract(schools=8, pupils=2500, seed=17)
     write_census_extract(extract, settings_.inbox_dir / "census" / "autumn_2026")
+    generate_all_returns(extract, settings_.inbox_dir, seed=17)  # post-16 applications, EYFS, activity updates
     ingest_inbox(settings_)
     with psycopg.connect(url) as conn:
         pupils = dict(
@@ -141,7 +148,8 @@ def test_opt_outs__marts_agree_with_the_rules_for_random_registers(county, monke
             for r in requests
         ]  # fmt: skip
         result = dbtRunner().invoke(
-            ["run", "--select", "+yss_feed", "+int_opt_outs_effective",
+            ["build", "--select", "+int_opt_outs_effective", *(f"+{recipient.mart}" for recipient in REQUEST_SCOPED),
+             "--exclude", "resource_type:test", "resource_type:unit_test",  # seeds and models (routing, NCCIS codes)
              "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
              "--target-path", str(folder / "target"), "--log-path", str(folder / "logs"),
              "--vars", json.dumps({"feed_date": FEED_DATE.isoformat(), "opt_out_persistence": persistence})]
@@ -170,8 +178,32 @@ def test_opt_outs__marts_agree_with_the_rules_for_random_registers(county, monke
                 assert all(value is None for value in further), f"restricted pupil {upn} carries further fields"
             else:
                 assert further[0] is not None, f"unrestricted pupil {upn} lost their UPN"
+        for recipient in REQUEST_SCOPED:
+            _assert_feed_respects_opt_outs(url, recipient, expected)
 
     check()
+
+
+def _assert_feed_respects_opt_outs(url: str, recipient, expected) -> None:
+    """Excluded pupils are absent; restricted pupils carry nothing beyond what a restricted row may keep."""
+    may_keep = {*recipient.identity_fields, *recipient.restricted_extra_fields}
+    withheld = [field for field in recipient.further_fields if field not in may_keep]
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            sql.SQL("select {}, {} from {}").format(
+                sql.Identifier(recipient.key_column),
+                sql.SQL(", ").join(sql.Identifier(field) for field in withheld),
+                sql.Identifier(recipient.schema_name, recipient.mart),
+            )
+        ).fetchall()
+    assert rows, f"{recipient.mart} is empty: the property would hold vacuously"
+    scope = recipient.opt_out.scope
+    for upn, *values in rows:
+        if not expected[(upn, scope)].is_opted_out:
+            continue
+        assert recipient.opt_out.effect == "restrict", f"{upn}, opted out of {scope}, is in {recipient.mart}"
+        carried = [field for field, value in zip(withheld, values, strict=True) if value is not None]
+        assert not carried, f"{upn}, restricted for {scope}, carries {carried} in {recipient.mart}"
 
 
 def _census_refusals(conn: psycopg.Connection):
