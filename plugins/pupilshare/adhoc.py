@@ -39,7 +39,8 @@ from stdnum.gb import upn as upn_check
 from pupilshare.db import database_server
 from pupilshare.files import sha256_file, slug, write_json
 from pupilshare.gates import GateFailedError
-from pupilshare.gates.truth import load_yss_truth
+from pupilshare.gates.feed import feed_keys
+from pupilshare.gates.truth import yss_restrictions
 from pupilshare.gates.truths.roll import age_on, opt_out_states, read_current_roll
 from pupilshare.ledger import (
     LedgerRow,
@@ -172,7 +173,8 @@ def record_request(
         existing = _recorded_request_id(conn, request)
         if existing is not None:
             return existing
-        roll = read_current_roll(conn)
+        named = set(request.pupils)
+        roll = read_current_roll(conn, lambda pupil: pupil.upn in named)
         unknown = [position for position, upn in enumerate(request.pupils, start=1) if upn not in roll]
         if unknown:
             raise AdhocRequestError(
@@ -252,10 +254,8 @@ def _opt_outs_in_force(conn, roll, request: AdhocRequest, request_date: dt.date,
     for (upn, scope), state in sorted(states.items()):
         if state.is_opted_out:
             in_force.setdefault(upn, {})[scope] = state.cause
-    yss = load_yss_truth(conn, request_date, persistence=persistence).set_index("upn")
-    for upn in request.pupils:
-        if upn in yss.index and bool(yss.loc[upn, "is_restricted"]):
-            in_force.setdefault(upn, {})["yss"] = yss.loc[upn, "restriction_reason"]
+    for upn, reason in yss_restrictions(conn, request_date, set(request.pupils), persistence=persistence).items():
+        in_force.setdefault(upn, {})["yss"] = reason
     return {upn: in_force[upn] for upn in sorted(in_force)}
 
 
@@ -319,10 +319,12 @@ def gate_request(request_id: str, *, run_id: str, settings: Settings | None = No
         request = read_request(conn, request_id)
         recipient = adhoc_recipient(request, adhoc)
         columns, rows = read_extract(conn, request, adhoc)
-        truth = build_adhoc_truth(read_current_roll(conn), request["upns"], request["request_date"])
         from pupilshare.publish import gate_and_record  # the gate every feed goes through, recorded the same way
 
         feed = pd.DataFrame.from_records(rows, columns=columns)
+        compared = set(request["upns"]) | feed_keys(feed, recipient.key_column)  # the named and the extracted
+        roll = read_current_roll(conn, lambda pupil: pupil.upn in compared)
+        truth = build_adhoc_truth(roll, request["upns"], request["request_date"])
         result = gate_and_record(
             conn, feed, truth, recipient, ledger_id=ADHOC, feed_date=request["request_date"], run_id=run_id,
             settings=settings,

@@ -18,8 +18,11 @@ def sha256_file(path: Path) -> str:
 
 
 def write_json(path: Path, value: object) -> None:
-    """Write ``value`` as stable, readable JSON (sorted keys, dates as ISO strings)."""
-    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    """Write ``value`` as stable, readable JSON (sorted keys, dates as ISO strings). Streamed to the file: a feed's
+    ledger rows (a row per pupil) as one indented string would peak at several times the rows' own memory."""
+    with path.open("w", encoding="utf-8") as handle:
+        json.dump(value, handle, indent=2, sort_keys=True, default=str)
+        handle.write("\n")
 
 
 def slug(text: str) -> str:

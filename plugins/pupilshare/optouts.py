@@ -101,8 +101,14 @@ def resolve_opt_outs(
     dates_of_birth: Mapping[str, dt.date | None],
     feed_date: dt.date,
     persistence: Persistence = "persist",
+    scopes: Iterable[str] = SCOPES,
 ) -> dict[tuple[str, str], OptOutState]:
-    """The effective state of every pupil in ``dates_of_birth`` for every scope on ``feed_date``."""
+    """The effective state of every pupil in ``dates_of_birth`` for every scope in ``scopes`` (default all) on
+    ``feed_date``. A gate asks only for its own scope: a state per pupil per scope is the memory of a big roll."""
+    wanted = tuple(scopes)
+    unknown = [scope for scope in wanted if scope not in SCOPES]
+    if unknown:
+        raise ValueError(f"opt-out scopes {unknown} are not among {SCOPES}")
     events: dict[tuple[str, str], list[_Event]] = {}
     for request in requests:
         if rejection_reason(request, dates_of_birth.get(request.upn), feed_date) is not None:
@@ -116,7 +122,7 @@ def resolve_opt_outs(
     return {
         (upn, scope): _state(upn, scope, events.get((upn, scope), []), dob, feed_date, persistence)
         for upn, dob in dates_of_birth.items()
-        for scope in SCOPES
+        for scope in wanted
     }
 
 

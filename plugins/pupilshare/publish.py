@@ -33,6 +33,7 @@ from pupilshare.files import sha256_file as _sha256
 from pupilshare.files import slug as _slug
 from pupilshare.files import write_json as _write_json
 from pupilshare.gates import GateFailedError, run_feed_gate
+from pupilshare.gates.feed import feed_keys
 from pupilshare.gates.result import GateResult
 from pupilshare.gates.truth import load_yss_truth
 from pupilshare.gates.truths.health import load_health_truth
@@ -90,10 +91,13 @@ def gate_feed(recipient_id: str, *, feed_date: dt.date, run_id: str, settings: S
         )
         columns, rows = _read_mart(conn, recipient)
         feed = pd.DataFrame.from_records(rows, columns=columns)
-        truth = TRUTH_LOADERS[recipient_id](conn, feed_date, persistence=settings.opt_out_persistence)
+        # the truth of the cohort and of the pupils the feed names: all the gate compares, not the whole roll
+        keys = feed_keys(feed, recipient.key_column)
+        truth = TRUTH_LOADERS[recipient_id](conn, feed_date, persistence=settings.opt_out_persistence, keys=keys)
         result = gate_and_record(
             conn, feed, truth, recipient, ledger_id=recipient_id, feed_date=feed_date, run_id=run_id, settings=settings
         )
+        del feed, truth, keys  # staging needs only the rows: a county's frames are not held while it writes
         record_build_context(conn, gate_result_id=result.result_id, context=context)
     if not result.success:
         log.error("gate %s failed for %s: %s", result.suite_name, feed_date, "; ".join(result.failures))

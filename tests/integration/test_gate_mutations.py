@@ -459,6 +459,31 @@ def test_unplanted_mart__gate_passes(county, recipient_id):
     assert (Path(staging) / "stage.json").is_file()
 
 
+@pytest.mark.parametrize("recipient_id", list(POLICY.recipients))
+def test_truth_of_a_feed__is_the_whole_truth_for_the_cohort_and_the_pupils_the_feed_names(county, recipient_id):
+    """The gate reads the truth of the cohort plus the pupils the feed names (a county's whole roll does not fit in
+    memory at a million pupils): it must be row for row the whole roll's truth for those pupils, pupils named by the
+    feed outside the cohort included, so every comparison and count the gate makes is the same."""
+    settings = county
+    recipient = POLICY.recipient(recipient_id)
+    mart = _mart(settings, recipient_id)
+    columns, rows = mart.rows()
+    named = {row[columns.index(recipient.key_column)] for row in rows}
+    whole = mart.truth
+    outside = whole[~whole["is_in_cohort"]]["upn"].head(5).tolist()
+    assert outside, f"{recipient_id}: the county has nobody outside the cohort; the check would be vacuous"
+    keys = frozenset(named) | set(outside) | {"A999999999999"}  # and one nobody has
+    with psycopg.connect(settings.database_url) as conn:
+        keyed = TRUTH_LOADERS[recipient_id](conn, FEED_DATE, persistence=settings.opt_out_persistence, keys=keys)
+
+    expected = whole[whole["is_in_cohort"] | whole["upn"].isin(keys)]
+    pd.testing.assert_frame_equal(
+        keyed.sort_values("upn").reset_index(drop=True), expected.sort_values("upn").reset_index(drop=True)
+    )
+    assert set(outside) <= set(keyed["upn"]), "pupils the feed names outside the cohort are in the truth"
+    assert len(keyed) < len(whole), "the truth of a feed holds less than the whole roll"
+
+
 def test_every_recipient_and_leak_kind_has_a_planter():
     """A recipient added to the policy must come with its planters; stale entries for removed recipients go too."""
     missing = sorted(set(CASES) - set(LEAKS))

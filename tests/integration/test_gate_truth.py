@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import psycopg
 import pytest
 
-from pupilshare.gates.truth import TRUTH_COLUMNS, NoCurrentCensusError, load_yss_truth
+from pupilshare.gates.by_upn import UPN_KEY_SQL, RollReadError, rows_by_upn
+from pupilshare.gates.truth import TRUTH_COLUMNS, NoCurrentCensusError, load_yss_truth, yss_restrictions
 from pupilshare.ingest.loaders import ensure_all_raw_tables
 
 pytestmark = pytest.mark.integration
@@ -148,3 +150,43 @@ def test_load_yss_truth__opt_out_requests_and_withdrawals_apply(conn):
     assert truth.loc["C926000000003", "restriction_reason"] == "opt-out request 9-1"
     assert not truth.loc["D926000000004", "is_restricted"]
     assert not truth.loc["A926000000001", "is_restricted"]
+
+
+def test_load_yss_truth__with_keys_holds_the_cohort_and_the_named_pupils_as_the_whole_truth_has_them(conn):
+    _load(conn)
+    whole = load_yss_truth(conn, FEED_DATE)
+
+    keyed = load_yss_truth(conn, FEED_DATE, keys={"B926000000002", "NOBODY"})
+
+    expected = whole[whole["is_in_cohort"] | whole["upn"].eq("B926000000002")].reset_index(drop=True)
+    assert set(expected["upn"]) == {"A926000000001", "B926000000002", "C926000000003", "D926000000004", "E926000000005"}
+    pd.testing.assert_frame_equal(keyed.reset_index(drop=True), expected)
+
+
+def test_yss_restrictions__reasons_for_the_asked_pupils_only(conn):
+    _load(conn)
+
+    restricted = yss_restrictions(conn, FEED_DATE, {"B926000000002", "C926000000003", "E926000000005"})
+
+    assert set(restricted) == {"B926000000002", "E926000000005"}
+    assert all(reason and "census" in reason for reason in restricted.values())
+
+
+def test_rows_by_upn__one_group_per_pupil_however_the_school_cased_or_padded_the_upn(conn):
+    query = f"""
+        select upn, {UPN_KEY_SQL.format(column="upn")} as upn_key, row_number
+        from (values ('a926000000001', 1), ('', 2), (' A926000000001\t', 3), ('B926000000002', 4),
+                     (null, 5), ('\u3000a926000000001', 6)) as rows (upn, row_number)
+        order by upn_key, row_number
+    """
+
+    groups = [(key, [row for (row,) in rows]) for key, rows in rows_by_upn(conn, query)]
+
+    assert groups == [("", [2, 5]), ("A926000000001", [1, 3, 6]), ("B926000000002", [4])]
+
+
+def test_rows_by_upn__a_upn_postgresql_and_python_key_differently_is_an_error_not_a_split_pupil(conn):
+    query = f"select upn, {UPN_KEY_SQL.format(column='upn')} as upn_key from (values ('straße')) as rows (upn)"
+
+    with pytest.raises(RollReadError, match="correct the UPN"):
+        list(rows_by_upn(conn, query))

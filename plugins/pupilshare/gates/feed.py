@@ -142,6 +142,14 @@ def build_validation_frame(
     return frame
 
 
+def feed_keys(feed: pd.DataFrame, key_column: str) -> frozenset[str]:
+    """The pupil keys a feed names (its key column's values, none when it has no such column): with the cohort,
+    every pupil :func:`build_validation_frame` and :func:`feed_variables` read from the truth."""
+    if key_column not in feed.columns:
+        return frozenset()
+    return frozenset(str(key) for key in feed[key_column] if key is not None and not pd.isna(key))
+
+
 def _route_ok(frame: pd.DataFrame, keys: pd.Series, by_upn: pd.DataFrame, route_column: str) -> pd.Series:
     """Per row: the route value (compared as text) is one of the pupil's truth routes; False when unknown."""
     if ROUTES_TRUTH_COLUMN not in by_upn.columns:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
 import psycopg
 
 from pupilshare.dates import age_in_years, parse_census_date
-from pupilshare.optouts import CensusRefusal, OptOutRequest, Persistence, resolve_opt_outs
+from pupilshare.gates.by_upn import UPN_KEY_SQL, rows_by_upn
+from pupilshare.optouts import CensusRefusal, OptOutRequest, OptOutState, Persistence, resolve_opt_outs
 from pupilshare.policy import load_policy
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,15 @@ TRUTH_COLUMNS = ("upn", "date_of_birth", "age_on_feed_date", "is_in_cohort", "is
 _CURRENT_RETURNS_SQL = "select count(*) from raw.current_census_returns"
 #: Registrations on the current roll: each school's most recent census return (latest reference date, then the later
 #: batch), without the rows a validation rule rejected. Read from raw, not from the dbt models.
-_PUPILS_SQL = """
+_PUPILS_SQL = f"""
 with latest_return_per_school as (
     select distinct on (laestab) load_batch_id, schoolcensus_table_id, reference_date
     from raw.current_census_returns
     order by laestab, reference_date desc nulls last, load_batch_id desc
 )
-select pupils.upn, pupils.dob, pupils.yssa, pupils._row_number, pupils._load_batch_id, latest.reference_date
+select
+    pupils.upn, {UPN_KEY_SQL.format(column="pupils.upn")} as upn_key,
+    pupils.dob, pupils.yssa, pupils._row_number, pupils._load_batch_id, latest.reference_date
 from raw.census_pupilonroll as pupils
 inner join latest_return_per_school as latest
     on pupils._load_batch_id = latest.load_batch_id
@@ -46,7 +49,7 @@ where not exists (
         and rejected.table_name = 'pupilonroll'
         and rejected.row_number = pupils._row_number
 )
-order by pupils._load_batch_id, pupils._row_number
+order by upn_key, pupils._load_batch_id, pupils._row_number
 """
 _REQUESTS_SQL = """
 select _load_batch_id, _row_number, _rejected, upn, scope, action, requested_by, requested_on
@@ -73,27 +76,74 @@ class RawPupilRow:
 
 
 def load_yss_truth(
-    conn: psycopg.Connection, feed_date: dt.date, *, persistence: Persistence = "persist"
+    conn: psycopg.Connection,
+    feed_date: dt.date,
+    *,
+    persistence: Persistence = "persist",
+    keys: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Who should be in the Youth Support Services feed on ``feed_date``, from the current census in ``raw``.
 
     Grain: one row per UPN on the current roll (each school's most recent census return, rejected rows left out;
-    see raw.current_census_returns). Columns: see :func:`build_yss_truth`.
+    see raw.current_census_returns). Columns: see :func:`build_yss_truth`. With ``keys`` (the UPNs the feed names)
+    only the cohort and those pupils are kept: everything the gate compares, without holding a county's roll.
 
     Raises NoCurrentCensusError when no census is loaded.
     """
+    if keys is None:
+        return _load_yss_truth(conn, feed_date, persistence, keep=None)
+    return _load_yss_truth(conn, feed_date, persistence, keep=lambda upn, in_cohort: in_cohort or upn in keys)
+
+
+def yss_restrictions(
+    conn: psycopg.Connection, feed_date: dt.date, upns: Collection[str], *, persistence: Persistence = "persist"
+) -> dict[str, str | None]:
+    """``{UPN: reason}`` for each of ``upns`` on the current roll whom the YSS restriction covers on ``feed_date``
+    (an opt-out of scope yss, or the census item yssa = No), by the rules of :func:`load_yss_truth`."""
+    truth = _load_yss_truth(conn, feed_date, persistence, keep=lambda upn, _in_cohort: upn in upns)
+    restricted = truth[truth["is_restricted"]]
+    return dict(zip(restricted["upn"], restricted["restriction_reason"], strict=True))
+
+
+def _load_yss_truth(
+    conn: psycopg.Connection,
+    feed_date: dt.date,
+    persistence: Persistence,
+    keep: Callable[[str, bool], bool] | None,
+) -> pd.DataFrame:
+    """The YSS truth of the pupils ``keep(upn, in_cohort)`` accepts (all when None), streamed one pupil at a time."""
     if not conn.execute(_CURRENT_RETURNS_SQL).fetchone()[0]:
         raise NoCurrentCensusError("raw.current_census_returns is empty: load a census before publishing")
-    rows = [
-        RawPupilRow(upn=upn, dob=dob, yssa=yssa, row_number=row_number, load_batch_id=batch, reference_date=ref)
-        for upn, dob, yssa, row_number, batch, ref in conn.execute(_PUPILS_SQL)
-    ]
-    load_batch_id = max((row.load_batch_id or 0 for row in rows), default=0)
     min_age_years = load_policy().recipient("yss").cohort.min_age_years
     if min_age_years is None:
         raise ValueError("the yss policy has no cohort.min_age_years; the truth cannot say who is in the cohort")
-    truth = build_yss_truth(rows, feed_date=feed_date, min_age_years=min_age_years, load_batch_id=load_batch_id)
-    return apply_opt_out_requests(truth, rows, _read_requests(conn), feed_date=feed_date, persistence=persistence)
+    records, refusals, blank_upns = [], [], 0
+    for upn, found in rows_by_upn(conn, _PUPILS_SQL):
+        rows = [
+            RawPupilRow(upn=upn, dob=dob, yssa=yssa, row_number=row, load_batch_id=batch, reference_date=reference)
+            for dob, yssa, row, batch, reference in found
+        ]
+        if not upn:
+            blank_upns += len(rows)
+            continue
+        record = _truth_record(upn, rows, feed_date, min_age_years, load_batch_id=0)
+        if keep is None or keep(upn, record[3]):
+            records.append(record)
+            refusal = census_refusal(upn, rows)
+            if refusal is not None:
+                refusals.append(refusal)
+    if blank_upns:
+        log.warning("current census: %s pupil rows have no UPN and are not in the truth", blank_upns)
+    truth = _truth_frame(records)
+    states = resolve_opt_outs(
+        _read_requests(conn),
+        refusals,
+        dates_of_birth=dict(zip(truth["upn"], truth["date_of_birth"], strict=True)),
+        feed_date=feed_date,
+        persistence=persistence,
+        scopes=("yss",),
+    )
+    return _with_states(truth, states)
 
 
 def apply_opt_out_requests(
@@ -104,26 +154,38 @@ def apply_opt_out_requests(
     feed_date: dt.date,
     persistence: Persistence,
 ) -> pd.DataFrame:
-    """Replace the census-only restriction with the full opt-out rules (requests, withdrawals, census yssa).
-
-    A pupil's census refusal is their most recent registration recording yssa = No (latest reference date, then
-    the later batch, then the earlier row), dated at that census's reference date.
-    """
+    """Replace the census-only restriction with the full opt-out rules (requests, withdrawals, census yssa); see
+    :func:`census_refusal` for which census row counts."""
+    by_upn: dict[str, list[RawPupilRow]] = defaultdict(list)
+    for row in rows:
+        by_upn[(row.upn or "").strip().upper()].append(row)
+    refusals = [refusal for upn, found in by_upn.items() if upn and (refusal := census_refusal(upn, found))]
     dobs = dict(zip(truth["upn"], truth["date_of_birth"], strict=True))
-    refusals: dict[str, CensusRefusal] = {}
+    states = resolve_opt_outs(
+        requests, refusals, dates_of_birth=dobs, feed_date=feed_date, persistence=persistence, scopes=("yss",)
+    )
+    return _with_states(truth, states)
+
+
+def census_refusal(upn: str, rows: Iterable[RawPupilRow]) -> CensusRefusal | None:
+    """A pupil's census refusal: their most recent registration recording yssa = No (latest reference date, then
+    the later batch, then the earlier row), dated at that census's reference date; None when no row says No."""
     ordered = sorted(
         (row for row in rows if row.reference_date is not None),
         key=lambda row: (-row.reference_date.toordinal(), -(row.load_batch_id or 0), row.row_number),
     )
     for row in ordered:
-        upn = (row.upn or "").strip().upper()
-        if upn and (row.yssa or "").strip().lower() == _YSSA_RESTRICTS and upn not in refusals:
-            refusals[upn] = CensusRefusal(upn, row.reference_date, row.load_batch_id or 0, row.row_number)
-    states = resolve_opt_outs(
-        requests, refusals.values(), dates_of_birth=dobs, feed_date=feed_date, persistence=persistence
-    )
+        if (row.yssa or "").strip().lower() == _YSSA_RESTRICTS:
+            return CensusRefusal(upn, row.reference_date, row.load_batch_id or 0, row.row_number)
+    return None
+
+
+def _with_states(truth: pd.DataFrame, states: Mapping[tuple[str, str], OptOutState]) -> pd.DataFrame:
+    """The truth with ``is_restricted`` and ``restriction_reason`` from the pupils' yss opt-out states."""
     truth = truth.copy()
-    truth["is_restricted"] = [states[(upn, "yss")].is_opted_out for upn in truth["upn"]]
+    truth["is_restricted"] = pd.Series(
+        [states[(upn, "yss")].is_opted_out for upn in truth["upn"]], index=truth.index, dtype=bool
+    )
     reasons = [states[(upn, "yss")].cause if states[(upn, "yss")].is_opted_out else None for upn in truth["upn"]]
     truth["restriction_reason"] = pd.Series(reasons, index=truth.index, dtype="object")
     return truth
@@ -181,7 +243,13 @@ def build_yss_truth(
             blank_upns += 1
     if blank_upns:
         log.warning("census batch %s: %s pupil rows have no UPN and are not in the truth", load_batch_id, blank_upns)
-    records = [_truth_record(upn, found, feed_date, min_age_years, load_batch_id) for upn, found in by_upn.items()]
+    return _truth_frame(
+        [_truth_record(upn, found, feed_date, min_age_years, load_batch_id) for upn, found in by_upn.items()]
+    )
+
+
+def _truth_frame(records: list[tuple]) -> pd.DataFrame:
+    """Truth records (one tuple per pupil, :data:`TRUTH_COLUMNS` in order) as the truth frame."""
     columns = list(zip(*records, strict=True)) if records else [()] * len(TRUTH_COLUMNS)
     dtypes = ("str", "object", "Int64", "bool", "bool", "object")  # object keeps None as None, not NaN
     return pd.DataFrame(
@@ -199,7 +267,7 @@ def _truth_record(
     dob = max(dobs, default=None)
     age = age_in_years(dob, feed_date) if dob is not None and dob <= feed_date else None
     reasons = [
-        f"census item yssa = 'No' (load batch {load_batch_id}, pupilonroll row {row.row_number})"
+        f"census item yssa = 'No' (load batch {row.load_batch_id or load_batch_id}, pupilonroll row {row.row_number})"
         for row in rows
         if (row.yssa or "").strip().lower() == _YSSA_RESTRICTS
     ]

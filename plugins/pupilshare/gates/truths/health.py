@@ -13,6 +13,7 @@ Grain of the truth: one row per child (UPN) in any NCMP export; pseudonymised ro
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import pandas as pd
@@ -63,19 +64,24 @@ class NcmpRow:
 
 
 def load_health_truth(
-    conn: psycopg.Connection, feed_date: dt.date, *, persistence: Persistence = "persist"
+    conn: psycopg.Connection,
+    feed_date: dt.date,
+    *,
+    persistence: Persistence = "persist",
+    keys: Collection[str] | None = None,
 ) -> pd.DataFrame:
-    """Who should be in the health feed on ``feed_date`` (``persistence`` is unused: NCMP has its own opt-out)."""
+    """Who should be in the health feed on ``feed_date`` (``persistence`` is unused: NCMP has its own opt-out); with
+    ``keys`` (the UPNs the feed names), only the children in the cohort or named by the feed."""
     if not table_exists(conn, "raw.ncmp_measurements"):
         return build_health_truth([], feed_date=feed_date)
     rows = [
         NcmpRow(batch, row, *((value or "").strip() for value in values))
         for batch, row, *values in conn.execute(_NCMP_SQL)
     ]
-    return build_health_truth(rows, feed_date=feed_date)
+    return build_health_truth(rows, feed_date=feed_date, keys=keys)
 
 
-def build_health_truth(rows: list[NcmpRow], *, feed_date: dt.date) -> pd.DataFrame:
+def build_health_truth(rows: list[NcmpRow], *, feed_date: dt.date, keys: Collection[str] | None = None) -> pd.DataFrame:
     """The truth frame (see pupilshare.gates.feed): each child's latest row decides.
 
     ``is_in_cohort``: that row is a measurement in a policy school year (Reception, Year 6), taken in the school year
@@ -93,6 +99,8 @@ def build_health_truth(rows: list[NcmpRow], *, feed_date: dt.date) -> pd.DataFra
         dob = _date(row.date_of_birth)
         category = _category_this_year(row, dob, feed_date) if row.school_year.upper() in nc_years else None
         opted_out = row.not_measured_reason.upper() == NCMP_OPT_OUT
+        if keys is not None and category is None and upn not in keys:
+            continue  # neither in the cohort nor in the feed: nothing the gate compares
         records.append(
             (
                 upn,

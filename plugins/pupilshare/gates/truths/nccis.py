@@ -1,7 +1,7 @@
 """Truth for the NCCIS gate: who should be in the DfE feed, with what activity, from the raw returns.
 
 Independent of the dbt models (``int_nccis_activities_unioned``, ``nccis_feed``): the current roll, the raw census
-``yssa`` items and opt-out requests (the YSS restriction, :func:`pupilshare.gates.truth.load_yss_truth`), the raw
+``yssa`` items and opt-out requests (the YSS restriction, :func:`pupilshare.gates.truth.yss_restrictions`), the raw
 post-16 status rows and the raw activity updates are read and ruled on in Python. The two activity mappings are read
 from the seed files themselves (the LA's configuration), not from the built seed tables.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import pandas as pd
 import psycopg
 
 from pupilshare import PROJECT_ROOT
-from pupilshare.gates.truth import load_yss_truth
+from pupilshare.gates.truth import yss_restrictions
 from pupilshare.gates.truths.post16 import StatusChange, latest_status_changes, read_status_changes
 from pupilshare.gates.truths.roll import RollPupil, age_on, read_current_roll, table_exists
 from pupilshare.ingest.post16 import academic_age
@@ -66,15 +66,17 @@ class ActivityEvent:
 
 
 def load_nccis_truth(
-    conn: psycopg.Connection, feed_date: dt.date, *, persistence: Persistence = "persist"
+    conn: psycopg.Connection,
+    feed_date: dt.date,
+    *,
+    persistence: Persistence = "persist",
+    keys: Collection[str] | None = None,
 ) -> pd.DataFrame:
-    """Who should be in the NCCIS feed on ``feed_date``, and with what: one row per UPN on the current roll."""
-    roll = read_current_roll(conn)
-    restriction = load_yss_truth(conn, feed_date, persistence=persistence).set_index("upn")
-    restricted = {
-        upn: reason for upn, flag, reason in zip(restriction.index, restriction["is_restricted"],
-                                                 restriction["restriction_reason"], strict=True) if flag
-    }  # fmt: skip
+    """Who should be in the NCCIS feed on ``feed_date``, and with what: one row per UPN on the current roll, or with
+    ``keys`` (the UPNs the feed names) per young person in the cohort or named by the feed."""
+    in_cohort = cohort_rule(load_policy().recipient("nccis"), feed_date)
+    roll = read_current_roll(conn, None if keys is None else (lambda pupil: in_cohort(pupil) or pupil.upn in keys))
+    restricted = yss_restrictions(conn, feed_date, roll.keys(), persistence=persistence)
     updates = _read_updates(conn) if table_exists(conn, "raw.activity_updates") else []
     return build_nccis_truth(
         roll,
@@ -119,11 +121,12 @@ def build_nccis_truth(
     latest = latest_status_changes(changes, feed_date=feed_date)
     events = _events_by_upn(roll, latest, updates, school_roll_codes, enrolment_codes, feed_date)
     offers = {upn for (upn, _), change in latest.items() if change.status in recipient.cohort.offer_statuses}
+    is_in_cohort = cohort_rule(recipient, feed_date)
     records = []
     for upn, pupil in sorted(roll.items()):
         is_restricted = upn in restricted
-        academic = academic_age(pupil.date_of_birth, feed_date) if pupil.date_of_birth else None
-        in_cohort = _in_cohort(recipient, academic, pupil.nc_year)
+        academic = _academic_age(pupil, feed_date)
+        in_cohort = is_in_cohort(pupil)
         allowed = [event for event in events.get(upn, ()) if event.is_yss_collected or not is_restricted]
         current = max(allowed, default=None)
         guarantee_year = pupil.nc_year in recipient.cohort.nc_years
@@ -148,8 +151,15 @@ def build_nccis_truth(
     return frame
 
 
-def _in_cohort(recipient: RecipientPolicy, academic: int | None, nc_year: str) -> bool:
-    return (academic is not None and academic in recipient.cohort.academic_ages) or nc_year in recipient.cohort.nc_years
+def cohort_rule(recipient: RecipientPolicy, feed_date: dt.date) -> Callable[[RollPupil], bool]:
+    """Whether a young person on the roll is in the NCCIS cohort on ``feed_date``: an academic age of the policy's,
+    or an NC year of the policy's (Year 11)."""
+    ages, years = frozenset(recipient.cohort.academic_ages), frozenset(recipient.cohort.nc_years)
+    return lambda pupil: _academic_age(pupil, feed_date) in ages or pupil.nc_year in years
+
+
+def _academic_age(pupil: RollPupil, feed_date: dt.date) -> int | None:
+    return academic_age(pupil.date_of_birth, feed_date) if pupil.date_of_birth else None
 
 
 def _events_by_upn(

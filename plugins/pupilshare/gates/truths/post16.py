@@ -7,7 +7,7 @@ post-16 status rows and the raw opt-out requests are read and ruled on in Python
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -37,12 +37,31 @@ class StatusChange:
 
 
 def load_post16_truth(
-    conn: psycopg.Connection, feed_date: dt.date, *, persistence: Persistence = "persist"
+    conn: psycopg.Connection,
+    feed_date: dt.date,
+    *,
+    persistence: Persistence = "persist",
+    keys: Collection[str] | None = None,
 ) -> pd.DataFrame:
-    """Who should be in each post-16 provider's set on ``feed_date``: one row per UPN on the current roll."""
-    roll = read_current_roll(conn)
+    """Who should be in each post-16 provider's set on ``feed_date``: one row per UPN on the current roll, or with
+    ``keys`` (the UPNs the feed names) per pupil in the cohort or named by the feed."""
+    in_cohort = cohort_rule()
+    keep = None if keys is None else (lambda pupil: in_cohort(pupil) or pupil.upn in keys)
+    roll = read_current_roll(conn, keep)
     changes = _read_status_changes(conn) if table_exists(conn, "raw.post16_applications") else []
-    return build_post16_truth(roll, changes, opt_out_states(conn, roll, feed_date, persistence), feed_date=feed_date)
+    states = opt_out_states(conn, roll, feed_date, persistence, scopes=(_scope(),))
+    return build_post16_truth(roll, changes, states, feed_date=feed_date)
+
+
+def cohort_rule() -> Callable[[RollPupil], bool]:
+    """Whether a pupil on the roll is in the post-16 cohort: their NC year is one of the policy's cohort years."""
+    cohort_years = frozenset(load_policy().recipient("post16").cohort.nc_years)
+    return lambda pupil: pupil.nc_year in cohort_years
+
+
+def _scope() -> str:
+    recipient = load_policy().recipient("post16")
+    return recipient.opt_out.scope if recipient.opt_out else "post16"
 
 
 def latest_status_changes(
@@ -92,12 +111,12 @@ def build_post16_truth(
     ``is_restricted`` = opted out of post16 (effect exclude: the pupil must be in no set), ``routes`` = the
     providers' UKPRNs whose set the pupil is in, ``gate_in_cohort`` (the frame's ``truth_in_cohort``)."""
     recipient = load_policy().recipient("post16")
-    cohort_years = set(recipient.cohort.nc_years)
-    scope = recipient.opt_out.scope if recipient.opt_out else "post16"
+    is_in_cohort = cohort_rule()
+    scope = _scope()
     sets = provider_sets(changes, feed_date=feed_date, statuses=recipient.cohort.application_statuses)
     records = []
     for upn, pupil in sorted(roll.items()):
-        in_cohort = pupil.nc_year in cohort_years
+        in_cohort = is_in_cohort(pupil)
         state = opt_outs.get((upn, scope))
         opted_out = bool(state and state.is_opted_out)
         records.append(

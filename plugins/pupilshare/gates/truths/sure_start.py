@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +20,7 @@ from pupilshare import PROJECT_ROOT
 from pupilshare.gates.truths.roll import RollPupil, age_on, opt_out_states, read_current_roll, table_exists
 from pupilshare.ingest.eyfs import GLD_GOALS
 from pupilshare.optouts import OptOutState, Persistence
-from pupilshare.policy import load_policy
+from pupilshare.policy import RecipientPolicy, load_policy
 
 SEEDS_DIR = PROJECT_ROOT / "dbt_project" / "seeds"
 _UK_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}$")
@@ -37,15 +37,37 @@ class ReachAreaError(ValueError):
 
 
 def load_sure_start_truth(
-    conn: psycopg.Connection, feed_date: dt.date, *, persistence: Persistence = "persist"
+    conn: psycopg.Connection,
+    feed_date: dt.date,
+    *,
+    persistence: Persistence = "persist",
+    keys: Collection[str] | None = None,
 ) -> pd.DataFrame:
-    """Who should be in each children's centre's set on ``feed_date``: one row per UPN on the current roll."""
-    roll = read_current_roll(conn)
+    """Who should be in each children's centre's set on ``feed_date``: one row per UPN on the current roll, or with
+    ``keys`` (the UPNs the feed names) per pupil in the cohort or named by the feed."""
     gld = _read_gld(conn) if table_exists(conn, "raw.eyfs_results") else {}
+    in_cohort = cohort_rule(gld)
+    roll = read_current_roll(conn, None if keys is None else (lambda pupil: in_cohort(pupil) or pupil.upn in keys))
     recipient = load_policy().recipient("sure_start")
     areas = read_reach_areas(SEEDS_DIR / f"{recipient.routing.lookup_seed}.csv")
-    states = opt_out_states(conn, roll, feed_date, persistence)
+    states = opt_out_states(conn, roll, feed_date, persistence, scopes=(_scope(recipient),))
     return build_sure_start_truth(roll, gld, areas, states, feed_date=feed_date)
+
+
+def cohort_rule(gld: Mapping[str, bool]) -> Callable[[RollPupil], bool]:
+    """Whether a pupil on the roll is in the Sure Start cohort: the policy's NC year (Reception) at a school of the
+    policy's phases whose lowest year is in the policy's list, with EYFS results (``gld`` holds a result per UPN)."""
+    cohort = load_policy().recipient("sure_start").cohort
+    return lambda pupil: (
+        pupil.nc_year in cohort.nc_years
+        and pupil.school_phase in cohort.school_phases
+        and pupil.school_lowest_nc_year in cohort.school_lowest_nc_years
+        and pupil.upn in gld
+    )
+
+
+def _scope(recipient: RecipientPolicy) -> str:
+    return recipient.opt_out.scope if recipient.opt_out else "sure_start"
 
 
 def read_reach_areas(path: Path) -> dict[str, str]:
@@ -81,17 +103,11 @@ def build_sure_start_truth(
     the policy's phases whose lowest year is in the policy's list, with EYFS results; ``is_restricted`` = opted out of
     sure_start (effect exclude); ``routes`` = the one centre covering the postcode, or none; ``gate_in_cohort`` and
     ``gate_gld`` (GLD from the raw outcomes) become the frame's ``truth_in_cohort`` and ``truth_gld``."""
-    recipient = load_policy().recipient("sure_start")
-    cohort = recipient.cohort
-    scope = recipient.opt_out.scope if recipient.opt_out else "sure_start"
+    scope = _scope(load_policy().recipient("sure_start"))
+    is_in_cohort = cohort_rule(gld)
     records = []
     for upn, pupil in sorted(roll.items()):
-        in_cohort = (
-            pupil.nc_year in cohort.nc_years
-            and pupil.school_phase in cohort.school_phases
-            and pupil.school_lowest_nc_year in cohort.school_lowest_nc_years
-            and upn in gld
-        )
+        in_cohort = is_in_cohort(pupil)
         centre = route_postcode(pupil.postcode, areas)
         state = opt_outs.get((upn, scope))
         opted_out = bool(state and state.is_opted_out)
