@@ -129,6 +129,9 @@ def benchmark_pipeline(
     workdir: Annotated[
         Path | None, typer.Option(help="Folder for the generated returns and feeds (default the system temp).")
     ] = None,
+    keep: Annotated[
+        bool, typer.Option(help="Keep each size's scratch database and folder after the run and print where they are.")
+    ] = False,
 ) -> None:
     """Run every stage of the pipeline (ingest, dbt build, gates, statistics, delivery; no Airflow scheduling) per
     size; print each stage's seconds, rows and peak memory, and the large / small ratio per stage."""
@@ -142,8 +145,14 @@ def benchmark_pipeline(
         console.print(f"{size:,} pupils: {result.stage}: {result.seconds:.1f} s, {result.rows:,} rows, "
                       f"{result.peak_rss_mb:.0f} MB")  # fmt: skip
 
-    runs = run_benchmark(sizes, admin_url=admin_url, feed_date=day, workdir=workdir, on_stage=progress)
+    runs = run_benchmark(sizes, admin_url=admin_url, feed_date=day, workdir=workdir, on_stage=progress, keep=keep)
     console.print(runs_to_markdown(runs), soft_wrap=True)
+    for kept in runs:
+        if kept.kept_folder is not None:  # the settings of the run, to profile a stage on the same data
+            console.print(f"{kept.pupils:,} pupils kept: PUPILSHARE_DATABASE_URL={kept.kept_database_url} "
+                          f"PUPILSHARE_DATA_DIR={kept.kept_folder / 'data'} (dbt target and logs: "
+                          f"{kept.kept_folder / 'dbt'}); drop the database and remove the folder when done",
+                          soft_wrap=True)  # fmt: skip
     for run_figures in runs:
         for stage in memory_flags(run_figures):
             console.print(f"[red]{run_figures.pupils:,} pupils: {stage} peaked over 1 GB[/]")

@@ -18,10 +18,15 @@ No Airflow scheduling is involved: the figures are the stages' own cost, not the
 The census ``pupilonroll.csv`` is also COPYed raw into a plain table (the ingest benchmark's baseline), so ingest
 throughput is compared with the limit in the same run. Run with
 ``pupilshare benchmark-pipeline --pupils 100000 --pupils 1000000``.
+
+The recipients are every recipient of the policy (``recipients.yml``), in its order: each has a publish DAG
+(``dags/pupilshare_publish_<recipient>.py``), so a recipient added to the policy is a stage here without a change.
+With ``keep`` the scratch database and folder of each size are left in place (for profiling a stage on the same data).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import multiprocessing
@@ -45,8 +50,6 @@ MAX_LINEAR_RATIO_PER_TENFOLD = 1.1
 MAX_PEAK_RSS_MB = 1024.0
 #: Issue 8: ingest at least half of raw COPY throughput.
 MIN_INGEST_SHARE_OF_COPY = 0.5
-#: Every recipient with a feed, in the order the stages run (the policy's recipients).
-_RECIPIENTS = ("yss", "post16", "sure_start")
 _SCHOOLS_PER_PUPIL = 1 / 310  # Norfolk: about 420 schools for 130,000 pupils (as the ingest benchmark)
 _MAX_SCHOOLS = 1000
 
@@ -77,6 +80,9 @@ class PipelineRun:
     raw_copy_s: float
     raw_mb: float = 0.0
     database_mb: float = 0.0
+    #: With ``keep``: the scratch database's URL and the folder (``data/`` and ``dbt/``) left after the run.
+    kept_database_url: str | None = None
+    kept_folder: Path | None = None
 
     @property
     def ingest_share_of_copy(self) -> float:
@@ -163,8 +169,10 @@ def benchmark_pipeline(
     feed_date: dt.date,
     workdir: Path | None = None,
     on_stage: Callable[[int, StageResult], None] | None = None,
+    keep: bool = False,
 ) -> list[PipelineRun]:
-    """Run the whole pipeline once per size (pupils); a scratch database and data folder per size, removed after.
+    """Run the whole pipeline once per size (pupils); a scratch database and data folder per size, removed after
+    unless ``keep`` (then each run names them, ``kept_database_url`` and ``kept_folder``, and so does a failure's note).
 
     ``on_stage`` is called after each stage (for progress output: a long run shows its figures as it goes).
     """
@@ -172,9 +180,20 @@ def benchmark_pipeline(
         raise ValueError(f"sizes must be positive pupil counts, not {sizes}")
     runs = []
     for pupils in sizes:
+        if keep:
+            folder = Path(tempfile.mkdtemp(dir=workdir, prefix="pupilshare-pipebench-"))
+            runs.append(_run_size(pupils, folder, admin_url, feed_date, on_stage, keep=True))
+            continue
         with tempfile.TemporaryDirectory(dir=workdir, prefix="pupilshare-pipebench-") as folder:
             runs.append(_run_size(pupils, Path(folder), admin_url, feed_date, on_stage))
     return runs
+
+
+def benchmark_recipients() -> tuple[str, ...]:
+    """The recipients whose build, gate and delivery are stages: every recipient of the policy, in its order."""
+    from pupilshare.policy import load_policy
+
+    return tuple(load_policy().recipients)
 
 
 def schools_for(pupils: int) -> int:
@@ -182,7 +201,9 @@ def schools_for(pupils: int) -> int:
     return min(_MAX_SCHOOLS, max(20, round(pupils * _SCHOOLS_PER_PUPIL)))
 
 
-def _run_size(pupils: int, folder: Path, admin_url: str, feed_date: dt.date, on_stage: Callable | None) -> PipelineRun:
+def _run_size(
+    pupils: int, folder: Path, admin_url: str, feed_date: dt.date, on_stage: Callable | None, *, keep: bool = False
+) -> PipelineRun:
     data_dir = folder / "data"
     schools = schools_for(pupils)
     started = time.perf_counter()
@@ -206,10 +227,16 @@ def _run_size(pupils: int, folder: Path, admin_url: str, feed_date: dt.date, on_
             if on_stage is not None:
                 on_stage(pupils, stages[-1])
         raw_mb, database_mb = _sizes_mb(url)
+    except Exception as error:
+        if keep:
+            error.add_note(f"kept: database {database}, folder {folder}")
+        raise
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(database)))
-    return PipelineRun(pupils, schools, generate_s, tuple(stages), census_load_s, raw_copy_s, raw_mb, database_mb)
+        if not keep:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(database)))
+    run = PipelineRun(pupils, schools, generate_s, tuple(stages), census_load_s, raw_copy_s, raw_mb, database_mb)
+    return dataclasses.replace(run, kept_database_url=url, kept_folder=folder) if keep else run
 
 
 def _sizes_mb(url: str) -> tuple[float, float]:
@@ -227,14 +254,15 @@ def _sizes_mb(url: str) -> tuple[float, float]:
 def _stages(url: str, data_dir: Path, feed_date: dt.date, run_id: str, folder: Path) -> list[tuple]:
     """The stages in DAG order: ingest, then per recipient build and gate, statistics, then every delivery."""
     common = (url, str(data_dir))
+    recipients = benchmark_recipients()
     stages: list[tuple] = [("ingest", "_ingest", common)]
-    for recipient_id in (*_RECIPIENTS, "statistics"):
+    for recipient_id in (*recipients, "statistics"):
         args = (*common, recipient_id, feed_date.isoformat(), str(folder / "dbt"))
         stages.append((f"dbt build {recipient_id}", "_dbt_build", args))
-    for recipient_id in _RECIPIENTS:
+    for recipient_id in recipients:
         stages.append((f"gate {recipient_id}", "_gate", (*common, recipient_id, feed_date.isoformat(), run_id)))
     stages.append(("statistics (suppress, audit, EES)", "_statistics", (*common, run_id)))
-    for recipient_id in (*_RECIPIENTS, "statistics"):
+    for recipient_id in (*recipients, "statistics"):
         stages.append((f"deliver {recipient_id}", "_deliver", (*common, recipient_id, run_id)))
     return stages
 

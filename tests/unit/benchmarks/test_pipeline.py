@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
+from pupilshare import PROJECT_ROOT
 from pupilshare.benchmarks.pipeline import (
     PipelineRun,
     StageResult,
+    _stages,
     linear_limit,
     memory_flags,
     runs_to_markdown,
@@ -15,6 +20,7 @@ from pupilshare.benchmarks.pipeline import (
     schools_for,
 )
 from pupilshare.cli import app
+from pupilshare.policy import load_policy
 
 
 def _run(pupils: int, seconds: dict[str, float], rss: float = 100.0, census_s: float = 4.0) -> PipelineRun:
@@ -58,6 +64,40 @@ def test_runs_to_markdown__ratio_column_and_flags():
     assert "| dbt build yss | 1.0 | 100 | 100 | 12.0 | 1,000 | 2048 **over 1 GB** | 12.0 **over 11** |" in table
     assert "| 100 | 1.0 | 5.0 | 2.0 | 40% **under 50%** | 0 | 0 |" in table
     assert "| 1,000 | 1.0 | 4.0 | 2.0 | 50% | 0 | 0 |" in table
+
+
+def _stage_names() -> list[str]:
+    stages = _stages("postgresql://nowhere/x", Path("data"), dt.date(2026, 12, 7), "benchmark__x", Path("folder"))
+    return [name for name, _, _ in stages]
+
+
+def test_stages__every_recipient_with_a_publish_dag_is_built_gated_and_delivered():
+    """A recipient of the policy with ``dags/pupilshare_publish_<id>.py`` has its three stages (nccis and health
+    were once forgotten); statistics is built and delivered too."""
+    with_dag = [
+        recipient_id
+        for recipient_id in load_policy().recipients
+        if (PROJECT_ROOT / "dags" / f"pupilshare_publish_{recipient_id}.py").is_file()
+    ]
+    assert {"nccis", "health"} <= set(with_dag)  # the DAG files are where this test looks for them
+    names = _stage_names()
+    missing = [
+        stage
+        for recipient_id in (*with_dag, "statistics")
+        for stage in (f"dbt build {recipient_id}", f"gate {recipient_id}", f"deliver {recipient_id}")
+        if stage not in names and stage != "gate statistics"  # statistics is gated in its own stage
+    ]
+    assert missing == []
+
+
+def test_stages__dag_order_ingest_builds_gates_statistics_deliveries():
+    names = _stage_names()
+    kinds = [name.split(" ")[0] for name in names]
+    assert names[0] == "ingest"
+    assert kinds[1:] == sorted(kinds[1:], key=["dbt", "gate", "statistics", "deliver"].index)
+    assert names.index("dbt build statistics") == kinds.index("gate") - 1  # statistics built after every feed
+    assert names[-1] == "deliver statistics"
+    assert len(names) == len(set(names))
 
 
 def test_schools_for__norfolk_ratio_with_floor_and_cap():
