@@ -79,6 +79,7 @@ def _stage_rows(output: str) -> dict[str, tuple[float, int, float]]:
     }
 
 
+@pytest.mark.slow  # a second whole-pipeline run (minutes under load); the suite runs the one above
 def test_benchmark_pipeline__keep_leaves_the_database_and_folder_and_says_where(admin_url, tmp_path, monkeypatch):
     """With --keep the scratch database holds the marts the stages built and the folder the delivered feeds; the
     output names both (then this test drops the database it names, and no other: other sessions run benchmarks)."""
