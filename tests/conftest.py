@@ -310,7 +310,7 @@ def delivery_policy(monkeypatch: pytest.MonkeyPatch):
     """Return ``use(recipient_id, **delivery) -> Policy``: deliveries in this test run under the shipped policy with
     ``recipient_id``'s ``delivery`` section changed, validated as the policy file would be (the file is untouched).
     Calls accumulate, so two recipients can both be changed."""
-    from pupilshare import publish
+    from pupilshare import publish, retraction
     from pupilshare.policy import Delivery, load_policy
 
     current = {"policy": load_policy()}
@@ -321,7 +321,8 @@ def delivery_policy(monkeypatch: pytest.MonkeyPatch):
         changed = Delivery.model_validate({**recipient.delivery.model_dump(exclude_none=True), **delivery})
         recipients = {**policy.recipients, recipient_id: recipient.model_copy(update={"delivery": changed})}
         current["policy"] = policy.model_copy(update={"recipients": recipients})
-        monkeypatch.setattr(publish, "load_policy", lambda: current["policy"])
+        for module in (publish, retraction):  # feeds and retraction notices go by the same delivery target
+            monkeypatch.setattr(module, "load_policy", lambda: current["policy"])
         return current["policy"]
 
     return use

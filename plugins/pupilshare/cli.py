@@ -339,6 +339,22 @@ def confirm_delivery_command(
     console.print(f"confirmation of {delivery_id} recorded")
 
 
+@app.command("confirm-retraction")
+def confirm_retraction_command(
+    retraction_id: Annotated[str, typer.Argument(help="The retraction_id from the notice's manifest and letter.")],
+    confirmed_by: Annotated[str, typer.Option("--by", help="Who at the recipient confirmed the notice.")],
+    note: Annotated[str | None, typer.Option(help="A note for the record.")] = None,
+) -> None:
+    """Record that a recipient confirmed a retraction notice; its outbox copy is cleared after the grace period."""
+    from pupilshare.db import database_server
+    from pupilshare.retention import confirm_retraction
+
+    settings = load_settings()
+    with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
+        confirm_retraction(conn, retraction_id, confirmed_by=confirmed_by, note=note)
+    console.print(f"confirmation of retraction notice {retraction_id} recorded")
+
+
 @app.command()
 def replay(
     delivery_id: Annotated[

@@ -160,7 +160,7 @@ begin
         using errcode = 'insufficient_privilege';
 end $$;
 """ + append_only_triggers_ddl(
-    ("deliveries", "disclosures", "statistics_publications", "build_contexts", "retractions")
+    ("gate_results", "deliveries", "disclosures", "statistics_publications", "build_contexts", "retractions")
 )
 
 

@@ -9,9 +9,11 @@ Each rule takes an ``as_of`` date (the retention DAG passes its run's data-inter
 - :func:`purge_raw_returns`: load batches past their period go with every row they loaded (every table with a foreign
   key to ``raw.load_batches``, and dbt's copies in ``analytics`` that carry ``load_batch_id``); oldest first, so an
   older superseded return never becomes current again. Archived and quarantined files past their period go too.
-- :func:`clear_delivered_files`: a delivered feed's outbox copy goes ``grace_days_after_confirmation`` after the
-  recipient confirmed it (:func:`confirm_delivery`), or at the recipient's ``retention_days`` if never confirmed;
-  staged working copies after ``staging_days``.
+- :func:`clear_delivered_files`: a delivered file's outbox copy goes ``grace_days_after_confirmation`` after the
+  recipient confirmed it (:func:`confirm_delivery`), or at the recipient's ``retention_days`` if never confirmed:
+  every feed (a routed recipient's per-provider or per-centre files too) and every ad-hoc extract (at the ``adhoc``
+  entry's ``retention_days``). Retraction notices go on the same rule (:func:`clear_retraction_notices`, confirmed
+  with :func:`confirm_retraction`); staged working copies after ``staging_days``.
 
 Every purge writes a row to ``ledger.retention_purges`` (append-only) in the same transaction as the database change
 (pass an autocommit connection: each purge is then committed on its own); no purge record names a pupil.
@@ -28,7 +30,7 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import psycopg
 import yaml
@@ -36,6 +38,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from pupilshare.delivery.encryption import AGE_SUFFIX
+from pupilshare.files import slug
 from pupilshare.ledger import append_only_triggers_ddl, ensure_ledger_schema
 from pupilshare.policy import Policy, load_policy
 from pupilshare.settings import Settings, load_settings
@@ -84,20 +87,47 @@ def load_retention_policy(path: Path = RETENTION_POLICY_PATH) -> RetentionPolicy
         return RetentionPolicy.model_validate(yaml.safe_load(handle))
 
 
-_RETENTION_DDL = """
+#: The ``rule`` of a ``ledger.retention_purges`` row.
+PURGE_RULES = (
+    "ncmp_identity",
+    "raw_batch",
+    "archived_file",
+    "quarantined_file",
+    "delivered_file",
+    "retraction_notice",
+    "staged_file",
+)
+_PURGE_RULES_SQL = ", ".join(f"'{rule}'" for rule in PURGE_RULES)
+_PURGE_RULES_LIKE = ", ".join(f"'%''{rule}''%'" for rule in PURGE_RULES)
+#: The recipient id of an ad-hoc delivery in the ledger is ``adhoc:<agency>`` (:data:`pupilshare.adhoc.ADHOC`).
+_ADHOC_PREFIX = "adhoc:"
+
+_RETENTION_DDL = f"""
 create table if not exists ledger.retention_purges (
     purge_id bigint generated always as identity primary key,
     run_id text not null,
     as_of date not null,
-    rule text not null check (rule in ('ncmp_identity', 'raw_batch', 'archived_file', 'quarantined_file',
-                                       'delivered_file', 'staged_file')),
+    rule text not null,
     subject text not null,
     rows_affected bigint not null default 0,
-    detail jsonb not null default '{}'::jsonb,
+    detail jsonb not null default '{{}}'::jsonb,
     policy_version text not null,
     purged_at timestamptz not null default now()
 );
 create index if not exists retention_purges__rule_subject on ledger.retention_purges (rule, subject);
+-- the rules a purge may name; a ledger made before a rule was added gets the wider check (idempotent)
+do $$
+begin
+    if not exists (
+        select from pg_constraint
+        where conrelid = 'ledger.retention_purges'::regclass and conname = 'retention_purges_rule_check'
+            and pg_get_constraintdef(oid) like all (array[{_PURGE_RULES_LIKE}])
+    ) then
+        alter table ledger.retention_purges drop constraint if exists retention_purges_rule_check;
+        alter table ledger.retention_purges add constraint retention_purges_rule_check
+            check (rule in ({_PURGE_RULES_SQL}));
+    end if;
+end $$;
 comment on table ledger.retention_purges is
     'One row per purge by the retention DAG: which rule, what (a batch, delivery or file; never a pupil), '
     'how many rows.';
@@ -113,11 +143,23 @@ create index if not exists delivery_confirmations__delivery on ledger.delivery_c
 comment on table ledger.delivery_confirmations is
     'One row per confirmation by a recipient that a delivered file arrived intact; the outbox copy is then cleared '
     'after the grace period in policy/retention.yml.';
-""" + append_only_triggers_ddl(("retention_purges", "delivery_confirmations"))
+create table if not exists ledger.retraction_confirmations (
+    confirmation_id bigint generated always as identity primary key,
+    retraction_id uuid not null,
+    confirmed_by text not null,
+    confirmed_at timestamptz not null,
+    note text,
+    recorded_at timestamptz not null default now()
+);
+create index if not exists retraction_confirmations__retraction on ledger.retraction_confirmations (retraction_id);
+comment on table ledger.retraction_confirmations is
+    'One row per confirmation by a recipient that it received a retraction notice (and deleted what it lists); the '
+    'outbox copy of the notice is then cleared after the grace period in policy/retention.yml.';
+""" + append_only_triggers_ddl(("retention_purges", "delivery_confirmations", "retraction_confirmations"))
 
 
 class UnknownDeliveryError(LookupError):
-    """A confirmation names a delivery the ledger does not hold."""
+    """A confirmation names a delivery (or a retraction notice) the ledger does not hold."""
 
 
 @dataclass
@@ -161,6 +203,31 @@ def confirm_delivery(
             """insert into ledger.delivery_confirmations (delivery_id, confirmed_by, confirmed_at, note)
                values (%s, %s, coalesce(%s, now()), %s)""",
             (delivery_id, confirmed_by, confirmed_at, note),
+        )
+
+
+def confirm_retraction(
+    conn: psycopg.Connection,
+    retraction_id: str,
+    *,
+    confirmed_by: str,
+    confirmed_at: dt.datetime | None = None,
+    note: str | None = None,
+) -> None:
+    """Record that the recipient confirmed a retraction notice (the grace period before clearing it starts now)."""
+    ensure_retention_schema(conn)
+    with conn.transaction():
+        known = conn.execute(
+            "select 1 from ledger.retractions where retraction_id = %s limit 1", (retraction_id,)
+        ).fetchone()
+        if known is None:
+            raise UnknownDeliveryError(
+                f"no retraction notice {retraction_id} in ledger.retractions: check the notice's manifest"
+            )
+        conn.execute(
+            """insert into ledger.retraction_confirmations (retraction_id, confirmed_by, confirmed_at, note)
+               values (%s, %s, coalesce(%s, now()), %s)""",
+            (retraction_id, confirmed_by, confirmed_at, note),
         )
 
 
@@ -408,13 +475,20 @@ def clear_delivered_files(
     recipients: Policy | None = None,
     report: RetentionReport | None = None,
 ) -> list[str]:
-    """Clear the outbox copy of each delivery past its period; return the delivery ids cleared."""
+    """Clear the outbox copy of each delivery past its period, then the retraction notices and staged copies past
+    theirs; return the delivery ids cleared.
+
+    A delivery is in ``outbox/<recipient>/<feed date>/``, a routed recipient's in ``outbox/<recipient>/<route>/<feed
+    date>/`` and an ad-hoc extract (recipient ``adhoc:<agency>``, route = the request's reference) in
+    ``outbox/adhoc/<agency>/<reference>/``. A delivery to SFTP left nothing in the outbox: its purge is recorded with
+    no files.
+    """
     policy = policy or load_retention_policy()
     settings = settings or load_settings()
     recipients = recipients or load_policy()
     ensure_retention_schema(conn)
     deliveries = conn.execute(
-        """select d.delivery_id::text, d.recipient_id, d.feed_date, d.file_name, d.delivered_at::date,
+        """select d.delivery_id::text, d.recipient_id, d.route, d.feed_date, d.file_name, d.delivered_at::date,
                   min(c.confirmed_at)::date
            from ledger.deliveries as d
            left join ledger.delivery_confirmations as c using (delivery_id)
@@ -424,39 +498,113 @@ def clear_delivered_files(
            order by d.delivered_at"""
     ).fetchall()
     cleared = []
-    grace = policy.delivered_files.grace_days_after_confirmation
-    for delivery_id, recipient_id, feed_date, file_name, delivered_on, confirmed_on in deliveries:
-        if confirmed_on is not None:
-            due, reason = confirmed_on + dt.timedelta(days=grace), "confirmed"
-        elif recipient_id in recipients.recipients:
-            due = delivered_on + dt.timedelta(days=recipients.recipient(recipient_id).retention_days)
-            reason = "unconfirmed_beyond_retention"
-        else:
+    for delivery_id, recipient_id, route, feed_date, file_name, delivered_on, confirmed_on in deliveries:
+        due = _due(recipient_id, delivered_on, confirmed_on, policy, recipients)
+        if due is None or as_of <= due[0]:
             continue
-        if as_of <= due:
-            continue
-        folder = settings.outbox_dir / recipient_id / feed_date.isoformat()
+        folder = _delivery_folder(recipient_id, route, feed_date, settings)
         manifest = folder / Path(file_name).with_suffix(".manifest.json").name
         paths = [folder / file_name, folder / f"{file_name}{AGE_SUFFIX}", manifest]  # .age: an encrypted delivery
-        with conn.transaction():
-            present = [path for path in paths if _inside(path, settings.outbox_dir) and path.exists()]
-            _record(
-                conn,
-                run_id=run_id,
-                as_of=as_of,
-                rule="delivered_file",
-                subject=delivery_id,
-                rows=0,
-                detail={"reason": reason, "files": [str(path.relative_to(settings.data_dir)) for path in present]},
-                policy=policy,
-                report=report,
-            )
-            for path in present:
-                path.unlink()
-        _prune_empty(folder, settings.outbox_dir)
+        _purge_files(
+            conn, paths, folder, "delivered_file", delivery_id, due[1], as_of, run_id, policy, report, settings
+        )
         cleared.append(delivery_id)
+    clear_retraction_notices(
+        conn, as_of=as_of, run_id=run_id, policy=policy, settings=settings, recipients=recipients, report=report
+    )
     _clear_staging(conn, as_of, run_id, policy, report, settings)
     return cleared
+
+
+def clear_retraction_notices(
+    conn: psycopg.Connection,
+    *,
+    as_of: dt.date,
+    run_id: str,
+    policy: RetentionPolicy | None = None,
+    settings: Settings | None = None,
+    recipients: Policy | None = None,
+    report: RetentionReport | None = None,
+) -> list[str]:
+    """Clear the outbox copy of each retraction notice past its period (the rule of delivered files: confirmed
+    (:func:`confirm_retraction`) plus the grace days, else the recipient's ``retention_days`` after it was issued);
+    return the retraction ids cleared. A notice is its CSV, letter (each possibly ``.age``) and manifest in
+    ``outbox/<recipient>/[<route>/]retractions/<feed date>/``; one ``retraction_notice`` purge row per notice."""
+    policy = policy or load_retention_policy()
+    settings = settings or load_settings()
+    recipients = recipients or load_policy()
+    ensure_retention_schema(conn)
+    notices = conn.execute(
+        """select r.retraction_id::text, r.recipient_id, r.route, r.file_name, r.target, min(r.retracted_at)::date,
+                  min(c.confirmed_at)::date
+           from ledger.retractions as r
+           left join ledger.retraction_confirmations as c using (retraction_id)
+           where not exists (select from ledger.retention_purges as p
+                             where p.rule = 'retraction_notice' and p.subject = r.retraction_id::text)
+           group by r.retraction_id, r.recipient_id, r.route, r.file_name, r.target
+           order by min(r.retracted_at)"""
+    ).fetchall()
+    cleared = []
+    for retraction_id, recipient_id, route, file_name, target, issued_on, confirmed_on in notices:
+        due = _due(recipient_id, issued_on, confirmed_on, policy, recipients)
+        if due is None or as_of <= due[0]:
+            continue
+        # the notice's folder is named by the feed date of the run that issued it, the last part of its target
+        folder = settings.outbox_dir / recipient_id
+        folder = (folder / slug(route) if route is not None else folder) / "retractions" / PurePath(target).name
+        stem = file_name.removesuffix(".csv")
+        names = [f"{stem}.csv", f"{stem}.txt"]
+        paths = [folder / name for name in names] + [folder / f"{name}{AGE_SUFFIX}" for name in names]
+        paths.append(folder / f"{stem}.manifest.json")
+        _purge_files(
+            conn, paths, folder, "retraction_notice", retraction_id, due[1], as_of, run_id, policy, report, settings
+        )
+        cleared.append(retraction_id)
+    return cleared
+
+
+def _due(recipient_id: str, sent_on, confirmed_on, policy: RetentionPolicy, recipients: Policy):
+    """``(last day kept, reason)`` of a delivered file or notice, or None for a recipient the policy no longer has
+    (kept: nothing says how long)."""
+    if confirmed_on is not None:
+        return confirmed_on + dt.timedelta(days=policy.delivered_files.grace_days_after_confirmation), "confirmed"
+    if recipient_id.startswith(_ADHOC_PREFIX):
+        if recipients.adhoc is None:
+            return None
+        days = recipients.adhoc.retention_days
+    elif recipient_id in recipients.recipients:
+        days = recipients.recipient(recipient_id).retention_days
+    else:
+        return None
+    return sent_on + dt.timedelta(days=days), "unconfirmed_beyond_retention"
+
+
+def _delivery_folder(recipient_id: str, route: str | None, feed_date: dt.date, settings: Settings) -> Path:
+    """The outbox folder of a delivery (see :func:`clear_delivered_files`), as publish and adhoc write it."""
+    if recipient_id.startswith(_ADHOC_PREFIX):
+        return settings.outbox_dir / "adhoc" / slug(recipient_id.removeprefix(_ADHOC_PREFIX)) / str(route)
+    folder = settings.outbox_dir / recipient_id
+    return (folder / slug(route) if route is not None else folder) / feed_date.isoformat()
+
+
+def _purge_files(conn, paths, folder: Path, rule, subject, reason, as_of, run_id, policy, report, settings) -> None:
+    """Record one purge of ``subject`` naming the ``paths`` present, remove them and then the emptied folders."""
+    with conn.transaction():
+        present = [path for path in paths if _inside(path, settings.outbox_dir) and path.exists()]
+        _record(
+            conn,
+            run_id=run_id,
+            as_of=as_of,
+            rule=rule,
+            subject=subject,
+            rows=0,
+            detail={"reason": reason, "files": [str(path.relative_to(settings.data_dir)) for path in present]},
+            policy=policy,
+            report=report,
+        )
+        for path in present:
+            path.unlink()
+    _prune_empty(folder, settings.outbox_dir)
 
 
 def _clear_staging(conn, as_of: dt.date, run_id: str, policy: RetentionPolicy, report, settings: Settings) -> None:

@@ -15,16 +15,19 @@ retraction notice for that recipient lists what was sent and asks for deletion; 
 One notice per recipient and route (a post-16 provider, a children's centre): a CSV, one row per pupil per delivery,
 with the identifiers the recipient needs to find the record (only those it was sent), the feed date, file and
 checksum, the fields sent and the opt-out that caused it; a letter (``.txt``) asking for deletion and a manifest with
-both checksums. Files and ``ledger.retractions`` rows (one per pupil per notice) land together in one transaction or
-not at all (fail closed); any error fails the task, which alerts.
+both checksums. A notice reaches the recipient by the route its feeds take: the recipient's delivery target (the
+outbox folder or its SFTP server, :mod:`pupilshare.delivery`), age-encrypted when its policy says so, in
+``<recipient>/[<route>/]retractions/<feed date>/``. Files and ``ledger.retractions`` rows (one per pupil per notice)
+land together in one transaction or not at all (fail closed); any error fails the task, which alerts.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import logging
-import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,9 @@ import psycopg
 import psycopg.rows
 
 from pupilshare.db import database_server
-from pupilshare.files import sha256_file, slug, write_json
+from pupilshare.delivery import TargetSession, open_target
+from pupilshare.delivery.encryption import AGE_SUFFIX, encrypt_file
+from pupilshare.files import sha256_file, slug
 from pupilshare.ledger import ensure_ledger_schema
 from pupilshare.policy import RecipientPolicy, load_policy
 from pupilshare.settings import Settings, load_settings
@@ -105,56 +110,70 @@ def pending_retractions(conn: psycopg.Connection, recipient: RecipientPolicy) ->
 
 
 def _deliver_notices(conn, recipient, pending, feed_date, run_id, policy_version, settings) -> list[dict[str, Any]]:
-    """Write every route's notice as hidden partial files, record them, then move them into place (all or none)."""
+    """Put every route's notice on the recipient's delivery target (the feeds' own: outbox folder or SFTP, age-encrypted
+    when the policy says so) under hidden temporary names, record them, then rename them into place (all or none)."""
     by_route: dict[str | None, list[dict[str, Any]]] = {}
     for row in pending:
         by_route.setdefault(row["route"], []).append(row)
-    partials: list[Path] = []
-    moves: list[tuple[Path, Path]] = []
-    moved: list[Path] = []
     notices = []
+    left: list[str] = []
+    where = f"the {recipient.delivery.target} target of {recipient.recipient_id}"
+    settings.staging_dir.mkdir(parents=True, exist_ok=True)
     try:
-        for route, rows in by_route.items():
-            notice = _write_notice(recipient, route, rows, feed_date, run_id, policy_version, settings)
-            partials += [partial for partial, _ in notice["moves"]]
-            moves += notice["moves"]
-            _record(conn, recipient, route, rows, notice, run_id, policy_version)
-            notices.append({key: value for key, value in notice.items() if key != "moves"})
-        for source, final in moves:
-            os.replace(source, final)
-            moved.append(final)
+        with (
+            open_target(recipient, settings) as target,
+            tempfile.TemporaryDirectory(prefix=".retract-", dir=settings.staging_dir) as work,
+        ):
+            where = target.location((recipient.recipient_id,))
+            try:
+                target.connect()
+                for route, rows in by_route.items():
+                    notice = _write_notice(recipient, route, rows, feed_date, run_id, policy_version, Path(work))
+                    notice = _put_notice(target, recipient, notice, Path(work))
+                    _record(conn, recipient, route, rows, notice, run_id, policy_version)
+                    notices.append({key: notice[key] for key in _NOTICE_SUMMARY})
+                target.publish()  # the notices are in place only when the ledger rows commit with them
+            except BaseException:
+                left = target.rollback()
+                raise
     except BaseException as error:
-        for path in [*partials, *moved]:
-            path.unlink(missing_ok=True)
         if isinstance(error, OSError) and not isinstance(error, psycopg.Error):
+            leftover = f" Could not remove what this attempt wrote: {'; '.join(left)}." if left else ""
             raise RetractionWriteError(
-                f"could not write the retraction notices of {recipient.recipient_id} into {settings.outbox_dir}: "
-                f"{error.strerror or error}. Nothing was delivered or recorded; fix the target and rerun the task"
+                f"could not deliver the retraction notices of {recipient.recipient_id} to {where}: "
+                f"{error.strerror or error}. Nothing was delivered or recorded; make the delivery target reachable "
+                f"and writable again and rerun the task.{leftover}"
             ) from error
         raise
     return notices
 
 
 class RetractionWriteError(OSError):
-    """A notice could not be written to the outbox; nothing is delivered or recorded."""
+    """A notice could not be delivered to the recipient's target; nothing is delivered or recorded."""
 
 
-def _write_notice(recipient, route, rows, feed_date, run_id, policy_version, settings) -> dict[str, Any]:
-    """The notice CSV, its letter and manifest as ``.partial`` files; returns names, checksum and the moves."""
+_NOTICE_SUMMARY = ("retraction_id", "route", "file", "file_name", "file_sha256", "target", "pupils")
+
+
+def _write_notice(recipient, route, rows, feed_date, run_id, policy_version, work: Path) -> dict[str, Any]:
+    """Write the notice CSV and its letter into the private folder ``work``; return the notice: its id, the target
+    folder (``<recipient>/[<route>/]retractions/<feed date>``), the local files and the plain manifest."""
     retraction_id = str(uuid.uuid4())
-    folder = settings.outbox_dir / recipient.recipient_id
-    folder = (folder / slug(route) if route is not None else folder) / "retractions" / feed_date.isoformat()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = [
+        recipient.recipient_id,
+        *([slug(route)] if route is not None else []),
+        "retractions",
+        feed_date.isoformat(),
+    ]
     stem = "_".join(
         part for part in ("retraction", recipient.recipient_id, route and slug(route), feed_date.isoformat()) if part
     )
     stem = f"{stem}_{retraction_id[:8]}"
     sent = {field for row in rows for field in row["fields_sent"]}
     identifiers = [name for name in IDENTIFIERS if name in sent] or ["forename", "surname"]
-    paths = {kind: folder / f"{stem}{suffix}" for kind, suffix in (("csv", ".csv"), ("letter", ".txt"))}
-    partial = {kind: path.with_name(f".{path.name}.partial") for kind, path in paths.items()}
-    _write_csv(partial["csv"], identifiers, rows)
-    partial["letter"].write_text(_letter(recipient, route, rows, retraction_id, paths["csv"].name), encoding="utf-8")
+    files = {kind: work / f"{stem}{suffix}" for kind, suffix in (("csv", ".csv"), ("letter", ".txt"))}
+    _write_csv(files["csv"], identifiers, rows)
+    files["letter"].write_text(_letter(recipient, route, rows, retraction_id, files["csv"].name), encoding="utf-8")
     manifest = {
         "retraction_id": retraction_id,
         "recipient": recipient.name,
@@ -164,27 +183,49 @@ def _write_notice(recipient, route, rows, feed_date, run_id, policy_version, set
         "pupils": len({row["upn"] for row in rows}),
         "rows": len(rows),
         "columns": [*identifiers, *NOTICE_COLUMNS[len(IDENTIFIERS) :]],
-        "files": {kind: {"file_name": paths[kind].name, "sha256": sha256_file(partial[kind])} for kind in paths},
+        "files": {kind: {"file_name": path.name, "sha256": sha256_file(path)} for kind, path in files.items()},
         "legal_basis": recipient.legal_basis,
         "policy_version": policy_version,
         "run_id": run_id,
     }
-    manifest_path = folder / f"{stem}.manifest.json"
-    partial["manifest"] = manifest_path.with_name(f".{manifest_path.name}.partial")
-    write_json(partial["manifest"], manifest)
-    for path in partial.values():
-        with path.open("rb") as handle:
-            os.fsync(handle.fileno())
-    paths["manifest"] = manifest_path
     return {
         "retraction_id": retraction_id,
         "route": route,
-        "file": str(paths["csv"]),
-        "file_name": paths["csv"].name,
+        "folder": folder,
+        "files": files,
+        "manifest": manifest,
+        "manifest_name": f"{stem}.manifest.json",
+        "file_name": files["csv"].name,
         "file_sha256": manifest["files"]["csv"]["sha256"],
-        "target": str(folder),
         "pupils": manifest["pupils"],
-        "moves": [(partial[kind], paths[kind]) for kind in ("csv", "letter", "manifest")],
+    }
+
+
+def _put_notice(target: TargetSession, recipient, notice: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Put the CSV and letter (each age-encrypted when the policy says so, as ``<name>.age``) and then the plain
+    manifest (with ``encryption``: scheme, public keys, each ciphertext's name and SHA-256) on ``target``; return the
+    notice with where it went (``target``, ``file``)."""
+    folder, manifest, delivered = notice["folder"], dict(notice["manifest"]), {}
+    encryption = recipient.delivery.encryption
+    for kind, path in notice["files"].items():
+        delivered[kind] = path
+        if encryption is not None:
+            delivered[kind] = work / f"{path.name}{AGE_SUFFIX}"
+            encrypt_file(path, delivered[kind], encryption.recipients)
+        target.put(folder, delivered[kind].name, delivered[kind])
+    if encryption is not None:
+        manifest["encryption"] = {
+            "scheme": "age",
+            "recipients": list(encryption.recipients),
+            "files": {kind: {"file_name": path.name, "sha256": sha256_file(path)} for kind, path in delivered.items()},
+        }
+    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+    target.put(folder, notice["manifest_name"], manifest_bytes)
+    return {
+        **notice,
+        "manifest": manifest,
+        "target": target.location(folder),
+        "file": target.location(folder, delivered["csv"].name),
     }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pupilshare.files import slug
 from pupilshare.generate.census import build_census_extract, write_census_extract
 from pupilshare.generate.returns import generate_all_returns
 from pupilshare.ingest import ingest_inbox
@@ -191,11 +192,20 @@ def test_expired_batches__an_expired_batch_takes_every_older_one_with_it(loaded)
 # --- delivered files --------------------------------------------------------------------------------------------------
 
 
-def _deliver(settings: Settings, feed_date: dt.date) -> tuple[str, list[Path]]:
-    """Write a feed and its manifest into the outbox and record the delivery with the ledger's own functions."""
-    folder = settings.outbox_dir / "yss" / feed_date.isoformat()
-    folder.mkdir(parents=True)
-    files = [folder / f"yss_{feed_date}.csv", folder / f"yss_{feed_date}.manifest.json"]
+def _deliver(
+    settings: Settings,
+    feed_date: dt.date,
+    recipient_id: str = "yss",
+    route: str | None = None,
+    folder: Path | None = None,
+    file_name: str | None = None,
+) -> tuple[str, list[Path]]:
+    """Write a feed and its manifest into the outbox (``folder``, by default ``outbox/<recipient>/<feed date>``) and
+    record the delivery with the ledger's own functions."""
+    folder = folder or settings.outbox_dir / recipient_id / feed_date.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    file_name = file_name or f"{recipient_id}_{feed_date}.csv"
+    files = [folder / file_name, folder / Path(file_name).with_suffix(".manifest.json").name]
     for path in files:
         path.write_text("forename\nAda\n", encoding="utf-8")
     delivery_id = str(uuid.uuid4())
@@ -205,8 +215,8 @@ def _deliver(settings: Settings, feed_date: dt.date) -> tuple[str, list[Path]]:
         record_gate_result(
             conn,
             gate_result_id=gate,
-            recipient_id="yss",
-            suite_name="yss__feed",
+            recipient_id=recipient_id.split(":")[0],
+            suite_name=f"{recipient_id.split(':')[0]}__feed",
             feed_date=feed_date,
             run_id="r",
             success=True,
@@ -219,8 +229,8 @@ def _deliver(settings: Settings, feed_date: dt.date) -> tuple[str, list[Path]]:
                 conn,
                 delivery={
                     "delivery_id": delivery_id,
-                    "delivery_key": f"yss|{feed_date}|{delivery_id}",
-                    "recipient_id": "yss",
+                    "delivery_key": f"{recipient_id}|{feed_date}|{delivery_id}",
+                    "recipient_id": recipient_id,
                     "feed_date": feed_date,
                     "file_name": files[0].name,
                     "file_sha256": "0" * 64,
@@ -230,6 +240,7 @@ def _deliver(settings: Settings, feed_date: dt.date) -> tuple[str, list[Path]]:
                     "run_id": "r",
                     "policy_version": "test",
                     "gate_result_id": gate,
+                    "route": route,
                 },
                 rows=[LedgerRow("A123456789012", ("forename",))],
             )
@@ -270,6 +281,153 @@ def test_clear_delivered_files__after_confirmation_and_grace_or_at_retention_if_
     assert not any(path.exists() for path in unconfirmed_files)
     reasons = {subject: detail["reason"] for subject, _, detail in _purges(settings, "delivered_file")}
     assert reasons == {confirmed_id: "confirmed", unconfirmed_id: "unconfirmed_beyond_retention"}
+
+
+def test_clear_delivered_files__routed_recipients_per_route_copies_go_on_the_same_rule(tmp_path, scratch_db):
+    """post16 and sure_start deliver one file per provider or centre into ``outbox/<recipient>/<route>/<feed date>``:
+    each goes after confirmation and grace, or at the recipient's retention if never confirmed, like any feed."""
+    settings = Settings(database_url=scratch_db, data_dir=tmp_path / "data")
+    settings.ensure_folders()
+    feed_date = dt.date(2026, 11, 30)
+
+    def routed(recipient_id: str, route: str) -> tuple[str, list[Path]]:
+        folder = settings.outbox_dir / recipient_id / slug(route) / feed_date.isoformat()  # as publish writes it
+        name = f"{recipient_id}_{slug(route)}_{feed_date}.csv"
+        return _deliver(settings, feed_date, recipient_id, route=route, folder=folder, file_name=name)
+
+    confirmed_id, confirmed_files = routed("post16", "10000000")
+    post16_id, post16_files = routed("post16", "10000001")
+    centre_id, centre_files = routed("sure_start", "Acle Children's Centre")
+    grace = POLICY.delivered_files.grace_days_after_confirmation
+    last_day = TODAY + dt.timedelta(days=load_policy().recipient("post16").retention_days)
+    assert load_policy().recipient("sure_start").retention_days == load_policy().recipient("post16").retention_days
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        confirm_delivery(conn, confirmed_id, confirmed_by="Provider 10000000", confirmed_at=_nine_today())
+        assert clear_delivered_files(conn, as_of=TODAY + dt.timedelta(days=grace), run_id="r", settings=settings) == []
+        cleared = clear_delivered_files(conn, as_of=TODAY + dt.timedelta(days=grace + 1), run_id="r", settings=settings)
+        assert cleared == [confirmed_id]
+        assert not any(path.exists() for path in confirmed_files)
+        assert not (settings.outbox_dir / "post16" / "10000000").exists(), "its emptied route folder went too"
+        assert all(path.exists() for path in post16_files + centre_files), "unconfirmed: kept until retention"
+        assert clear_delivered_files(conn, as_of=last_day, run_id="r", settings=settings) == []
+        later = last_day + dt.timedelta(days=1)
+        assert sorted(clear_delivered_files(conn, as_of=later, run_id="r", settings=settings)) == sorted(
+            [post16_id, centre_id]
+        )
+    assert not any(path.exists() for path in post16_files + centre_files)
+    assert os.listdir(settings.outbox_dir) == []
+    purges = {
+        subject: (detail["reason"], detail["files"]) for subject, _, detail in _purges(settings, "delivered_file")
+    }
+    assert purges == {
+        delivery_id: (reason, [str(path.relative_to(settings.data_dir)) for path in files])
+        for delivery_id, reason, files in (
+            (confirmed_id, "confirmed", confirmed_files),
+            (post16_id, "unconfirmed_beyond_retention", post16_files),
+            (centre_id, "unconfirmed_beyond_retention", centre_files),
+        )
+    }, "each purge names the files it removed"
+
+
+def test_clear_delivered_files__an_adhoc_extract_goes_at_the_adhoc_retention_or_after_confirmation(
+    tmp_path, scratch_db
+):
+    """An ad-hoc extract is in ``outbox/adhoc/<agency>/<reference>/`` (recipient ``adhoc:<agency>``, route = the
+    reference); never confirmed, it goes at ``adhoc.retention_days``."""
+    settings = Settings(database_url=scratch_db, data_dir=tmp_path / "data")
+    settings.ensure_folders()
+    request_date = dt.date(2026, 12, 1)
+
+    def extract(agency: str, reference: str) -> tuple[str, list[Path]]:
+        folder = settings.outbox_dir / "adhoc" / slug(agency) / reference  # as adhoc._deliver writes it
+        name = f"adhoc_{reference}_{request_date}.csv"
+        return _deliver(settings, request_date, f"adhoc:{agency}", route=reference, folder=folder, file_name=name)
+
+    confirmed_id, confirmed_files = extract("Norfolk Constabulary", "NC-2026-0042")
+    unconfirmed_id, unconfirmed_files = extract("Norfolk Constabulary", "NC-2026-0043")
+    grace = POLICY.delivered_files.grace_days_after_confirmation
+    last_day = TODAY + dt.timedelta(days=load_policy().adhoc.retention_days)
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        confirm_delivery(conn, confirmed_id, confirmed_by="Norfolk MASH", confirmed_at=_nine_today())
+        assert clear_delivered_files(conn, as_of=TODAY + dt.timedelta(days=grace), run_id="r", settings=settings) == []
+        assert all(path.exists() for path in confirmed_files + unconfirmed_files)
+        cleared = clear_delivered_files(conn, as_of=TODAY + dt.timedelta(days=grace + 1), run_id="r", settings=settings)
+        assert cleared == [confirmed_id] and not any(path.exists() for path in confirmed_files)
+        assert clear_delivered_files(conn, as_of=last_day, run_id="r", settings=settings) == []
+        assert all(path.exists() for path in unconfirmed_files), "kept to the last day of adhoc.retention_days"
+        assert clear_delivered_files(conn, as_of=last_day + dt.timedelta(days=1), run_id="r", settings=settings) == [
+            unconfirmed_id
+        ]
+    assert not any(path.exists() for path in unconfirmed_files) and os.listdir(settings.outbox_dir) == []
+    reasons = {subject: detail["reason"] for subject, _, detail in _purges(settings, "delivered_file")}
+    assert reasons == {confirmed_id: "confirmed", unconfirmed_id: "unconfirmed_beyond_retention"}
+
+
+def _issue_notice(settings: Settings, recipient_id: str, route: str | None, *, encrypted: bool) -> tuple[str, list]:
+    """A retraction notice as :mod:`pupilshare.retraction` leaves it: CSV and letter (``.age`` when encrypted) and a
+    manifest in ``outbox/<recipient>/[<route>/]retractions/<feed date>/``, and its ``ledger.retractions`` rows."""
+    feed_date = dt.date(2026, 12, 7)
+    retraction_id = str(uuid.uuid4())
+    folder = settings.outbox_dir / recipient_id
+    folder = (folder / route if route else folder) / "retractions" / feed_date.isoformat()
+    folder.mkdir(parents=True)
+    stem = "_".join(part for part in ("retraction", recipient_id, route, str(feed_date), retraction_id[:8]) if part)
+    suffix = ".age" if encrypted else ""
+    files = [folder / f"{stem}.csv{suffix}", folder / f"{stem}.txt{suffix}", folder / f"{stem}.manifest.json"]
+    for path in files:
+        path.write_text("upn\nA123456789012\n", encoding="utf-8")
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        ensure_ledger_schema(conn)
+        for upn in ("A123456789012", "B123456789013"):  # one row per pupil of the notice
+            conn.execute(
+                """insert into ledger.retractions
+                       (retraction_id, recipient_id, route, upn, delivery_ids, feed_dates, fields_sent, reason,
+                        file_name, file_sha256, target, run_id, policy_version)
+                   values (%s, %s, %s, %s, %s::uuid[], %s, %s, 'opted out', %s, %s, %s, 'r', 'test')""",
+                (retraction_id, recipient_id, route, upn, [str(uuid.uuid4())], [dt.date(2026, 11, 30)], ["upn"],
+                 f"{stem}.csv", "0" * 64, str(folder)),
+            )  # fmt: skip
+    return retraction_id, files
+
+
+def test_clear_delivered_files__retraction_notices_go_on_the_same_rule_as_delivered_files(tmp_path, scratch_db):
+    from pupilshare.retention import confirm_retraction
+
+    settings = Settings(database_url=scratch_db, data_dir=tmp_path / "data")
+    settings.ensure_folders()
+    confirmed_id, confirmed_files = _issue_notice(settings, "yss", None, encrypted=False)
+    unconfirmed_id, unconfirmed_files = _issue_notice(settings, "post16", "10000000", encrypted=True)
+    grace = POLICY.delivered_files.grace_days_after_confirmation
+    last_day = TODAY + dt.timedelta(days=load_policy().recipient("post16").retention_days)
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        with pytest.raises(UnknownDeliveryError):
+            confirm_retraction(conn, str(uuid.uuid4()), confirmed_by="YSS data team")
+        confirm_retraction(conn, confirmed_id, confirmed_by="YSS data team", confirmed_at=_nine_today())
+        clear_delivered_files(conn, as_of=TODAY + dt.timedelta(days=grace), run_id="r", settings=settings)
+        assert all(path.exists() for path in confirmed_files + unconfirmed_files), "nothing due yet"
+        clear_delivered_files(conn, as_of=TODAY + dt.timedelta(days=grace + 1), run_id="r", settings=settings)
+        assert not any(path.exists() for path in confirmed_files)
+        assert not (settings.outbox_dir / "yss").exists(), "its emptied folders went too"
+        clear_delivered_files(conn, as_of=last_day, run_id="r", settings=settings)
+        assert all(path.exists() for path in unconfirmed_files), "unconfirmed: kept until the recipient's retention"
+        clear_delivered_files(conn, as_of=last_day + dt.timedelta(days=1), run_id="r", settings=settings)
+        clear_delivered_files(conn, as_of=last_day + dt.timedelta(days=2), run_id="r", settings=settings)
+        assert conn.execute("select count(*) from ledger.retractions").fetchone()[0] == 4, "the ledger keeps them"
+    assert not any(path.exists() for path in unconfirmed_files) and os.listdir(settings.outbox_dir) == []
+    purges = {
+        subject: (detail["reason"], detail["files"]) for subject, _, detail in _purges(settings, "retraction_notice")
+    }
+    assert purges == {
+        confirmed_id: ("confirmed", [str(path.relative_to(settings.data_dir)) for path in confirmed_files]),
+        unconfirmed_id: (
+            "unconfirmed_beyond_retention",
+            [str(path.relative_to(settings.data_dir)) for path in unconfirmed_files],
+        ),
+    }, "one purge per notice (not per pupil row), each once, naming its files"
+
+
+def _nine_today() -> dt.datetime:
+    return dt.datetime.combine(TODAY, dt.time(9), tzinfo=dt.UTC)
 
 
 def test_clear_delivered_files__staged_working_copies_go_after_their_period(tmp_path, scratch_db):

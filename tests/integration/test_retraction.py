@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
+import io
 import json
 import shutil
 import uuid
 
 import psycopg
 import psycopg.errors
+import pyrage
 import pytest
 from psycopg import sql
 
@@ -228,3 +231,62 @@ def test_replay__a_routed_delivery_made_before_the_late_opt_out_is_reproduced(co
     result = replay_delivery(delivery_id, settings=settings)
     assert result.match, result.to_dict()
     assert result.route == delivered["route"] and result.actual_sha256 == delivered["sha256"]
+
+
+def test_retraction__an_sftp_recipient_gets_its_notice_on_its_server_encrypted_and_all_or_nothing(
+    county, sftp_server, monkeypatch, delivery_policy
+):
+    """A notice takes the route of the feeds it retracts: YSS delivered by SFTP with age encryption receives its notice
+    on its server, encrypted, and nothing in the local outbox. A refused upload delivers and records nothing."""
+    settings, dobs, _ = county
+    (sftp_server.root / "inbound").mkdir()
+    monkeypatch.setenv("AIRFLOW_CONN_PUPILSHARE_SFTP_YSS", sftp_server.connection())
+    identity = pyrage.x25519.Identity.generate()
+    delivery_policy(
+        "yss", target="sftp", sftp={"base_path": "/inbound"}, encryption={"recipients": [str(identity.to_public())]}
+    )
+    recorded_before = _retraction_rows(settings, "yss")
+    upn = next(
+        upn for upn, _ in _disclosed(settings, "yss", "school_urn") if upn not in {row[0] for row in recorded_before}
+    )
+    _opt_out_arrives(settings, upn, "yss", "pupil" if age_in_years(dobs[upn], FEED_DATE) >= 16 else "parent")
+    _build(settings, "yss")
+    outbox_before = sorted(settings.outbox_dir.rglob("*"))
+
+    sftp_server.refuse_writes = ".txt"  # the letter's upload is refused after the CSV went up
+    with pytest.raises(RetractionWriteError, match="Nothing was delivered or recorded"):
+        issue_retractions("yss", feed_date=FEED_DATE, run_id="sftp-refused", settings=settings)
+    assert _retraction_rows(settings, "yss") == recorded_before
+    assert sftp_server.files() == {}, "what the attempt uploaded is removed"
+    assert any("retraction_yss" in name for name in sftp_server.opened), "the attempt did reach the server"
+
+    sftp_server.refuse_writes = None
+    result = issue_retractions("yss", feed_date=FEED_DATE, run_id="sftp-retract", settings=settings)
+
+    assert result["status"] == "retracted" and len(result["notices"]) == 1
+    notice = result["notices"][0]
+    stem = notice["file_name"].removesuffix(".csv")
+    folder = f"inbound/yss/retractions/{FEED_DATE}"
+    files = sftp_server.files()
+    assert sorted(files) == sorted(f"{folder}/{stem}{suffix}" for suffix in (".csv.age", ".txt.age", ".manifest.json"))
+    assert notice["file"] == f"sftp://pupilshare@127.0.0.1:{sftp_server.port}/{folder}/{stem}.csv.age"
+    plain_csv = pyrage.decrypt(files[f"{folder}/{stem}.csv.age"], [identity])
+    assert upn.encode() not in files[f"{folder}/{stem}.csv.age"] and upn.encode() in plain_csv
+    letter = pyrage.decrypt(files[f"{folder}/{stem}.txt.age"], [identity]).decode()
+    manifest = json.loads(files[f"{folder}/{stem}.manifest.json"])
+    assert manifest["retraction_id"] in letter and "Please delete" in letter
+    assert manifest["files"]["csv"]["sha256"] == hashlib.sha256(plain_csv).hexdigest() == notice["file_sha256"]
+    assert (
+        manifest["encryption"]["files"]["letter"]["sha256"]
+        == hashlib.sha256(files[f"{folder}/{stem}.txt.age"]).hexdigest()
+    )
+    rows = list(csv.DictReader(io.StringIO(plain_csv.decode())))
+    assert [row["upn"] for row in rows] == [upn]
+    new_rows = [row for row in _retraction_rows(settings, "yss") if row not in recorded_before]
+    assert [(row[0], row[6], row[7]) for row in new_rows] == [(upn, notice["file_name"], notice["file_sha256"])]
+    with psycopg.connect(settings.database_url) as conn:
+        (target,) = conn.execute(
+            "select distinct target from ledger.retractions where retraction_id = %s", (manifest["retraction_id"],)
+        ).fetchone()
+    assert target == f"sftp://pupilshare@127.0.0.1:{sftp_server.port}/{folder}"
+    assert sorted(settings.outbox_dir.rglob("*")) == outbox_before, "nothing was left in the local outbox"

@@ -9,7 +9,6 @@ import uuid
 
 from pupilshare.policy import load_policy
 from pupilshare.retraction import _letter, _write_notice
-from pupilshare.settings import Settings
 
 POLICY = load_policy()
 
@@ -33,21 +32,20 @@ def _row(upn: str, fields: list[str], route: str | None = None) -> dict:
 
 
 def test_write_notice__identifiers_only_among_fields_sent(tmp_path):
-    settings = Settings(data_dir=tmp_path)
     sure_start = POLICY.recipient("sure_start")
-    rows = [_row("A926000000001", ["forename", "surname", "school_name"], route="centre-1")]
-    notice = _write_notice(sure_start, "centre-1", rows, dt.date(2026, 11, 30), "run", "v", settings)
-    partial_csv = notice["moves"][0][0]
-    with partial_csv.open(encoding="utf-8", newline="") as handle:
+    rows = [_row("A926000000001", ["forename", "surname", "school_name"], route="centre 1")]
+    notice = _write_notice(sure_start, "centre 1", rows, dt.date(2026, 11, 30), "run", "v", tmp_path)
+    with notice["files"]["csv"].open(encoding="utf-8", newline="") as handle:
         written = list(csv.DictReader(handle))
     assert list(written[0]) == [
         "forename", "surname", "feed_date", "file_name", "file_sha256", "fields_sent", "opt_out",
     ]  # fmt: skip
     assert written[0]["fields_sent"] == "forename;surname;school_name" and "upn" not in written[0]
-    finals = [final for _, final in notice["moves"]]
-    assert all(final.parent == tmp_path / "outbox" / "sure_start" / "centre-1" / "retractions" / "2026-11-30"
-               for final in finals)  # fmt: skip
-    assert not any(final.exists() for final in finals), "nothing is in place before it is recorded"
+    assert notice["folder"] == ["sure_start", "centre_1", "retractions", "2026-11-30"], "the route's folder, slugged"
+    assert notice["manifest"]["files"]["csv"]["sha256"] == notice["file_sha256"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(path.name for path in notice["files"].values()), (
+        "only the working copies are written, into the private folder: delivery puts them on the target"
+    )
 
 
 def test_letter__asks_for_deletion_citing_the_opt_out_and_the_notice():
