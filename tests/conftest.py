@@ -259,9 +259,10 @@ def sftp_server(tmp_path: Path):
 
 @pytest.fixture
 def stage_synthetic_feed():
-    """Return ``stage(settings, rows, feed_date, recipient_id="yss") -> staging folder``: a staged feed of synthetic
-    rows written by the publish step's own staging, with a passed gate recorded (the gate is tested elsewhere; these
-    tests are about delivery). A routed recipient's rows alternate between routes ``10000000`` and ``10000001``."""
+    """Return ``stage(settings, rows, feed_date, recipient_id="yss", padding=0) -> staging folder``: a staged feed of
+    synthetic rows written by the publish step's own staging, with a passed gate recorded (the gate is tested
+    elsewhere; these tests are about delivery). A routed recipient's rows alternate between routes ``10000000`` and
+    ``10000001``. ``padding`` adds a space and that many ``x`` to every other value, for a feed of a wanted size."""
     import datetime as dt
     import json
 
@@ -269,7 +270,7 @@ def stage_synthetic_feed():
     from pupilshare.policy import load_policy
     from pupilshare.publish import _stage
 
-    def stage(settings, rows: int, feed_date: dt.date, recipient_id: str = "yss") -> str:
+    def stage(settings, rows: int, feed_date: dt.date, recipient_id: str = "yss", padding: int = 0) -> str:
         recipient = load_policy().recipient(recipient_id)
         columns = list(recipient.mart_columns)
 
@@ -278,7 +279,7 @@ def stage_synthetic_feed():
                 return f"A{index:012d}"
             if name == recipient.route_column:
                 return f"1000000{index % 2}"
-            return f"{name} {index}"
+            return f"{name} {index}" + (" " + "x" * padding if padding else "")
 
         data = [tuple(value(name, index) for name in columns) for index in range(rows)]
         run_id = f"delivery__{uuid.uuid4().hex[:8]}"

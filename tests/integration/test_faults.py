@@ -26,9 +26,7 @@ from pupilshare.db import with_database
 from pupilshare.generate.census import build_census_extract, write_census_extract
 from pupilshare.ingest import ingest_inbox
 from pupilshare.ingest.loaders import ensure_all_raw_tables
-from pupilshare.ledger import ensure_ledger_schema, record_gate_result
-from pupilshare.policy import load_policy
-from pupilshare.publish import DeliveryWriteError, _stage, deliver_feed
+from pupilshare.publish import DeliveryWriteError, deliver_feed
 from pupilshare.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -162,44 +160,6 @@ def _mount_small_tmpfs(folder: Path, size: str) -> None:
         pytest.skip(f"this machine cannot mount a tmpfs: {result.stderr.decode().strip()}")
 
 
-def _stage_feed(settings: Settings, rows: int, feed_date: dt.date, recipient_id: str = "yss") -> str:
-    """A staged feed of synthetic rows written by the publish step's own staging, with its gate verdict recorded
-    (the gate itself is tested elsewhere; here only the outbox is at fault). A routed recipient's rows alternate
-    between two routes."""
-    recipient = load_policy().recipient(recipient_id)
-    columns = list(recipient.mart_columns)
-
-    def value(name: str, index: int) -> str:
-        if name == recipient.key_column:
-            return f"A{index:012d}"
-        if name == recipient.route_column:
-            return f"1000000{index % 2}"
-        return f"{name} {index} " + "x" * 40
-
-    data = [tuple(value(name, index) for name in columns) for index in range(rows)]
-    run_id = f"fault__{uuid.uuid4().hex[:8]}"
-    staging = _stage(recipient, columns, data, feed_date=feed_date, run_id=run_id, settings=settings)
-    gate_id = f"gate_{run_id}"
-    with psycopg.connect(settings.database_url) as conn:
-        ensure_ledger_schema(conn)
-        record_gate_result(
-            conn,
-            gate_result_id=gate_id,
-            recipient_id=recipient_id,
-            suite_name=f"{recipient_id}__feed",
-            feed_date=feed_date,
-            run_id=run_id,
-            success=True,
-            evaluated_rows=rows,
-            failures=[],
-            data_docs_index=None,
-        )
-    (staging / "gate.json").write_text(
-        f'{{"result_id": "{gate_id}", "success": true, "policy_version": "{load_policy().version}"}}', encoding="utf-8"
-    )
-    return str(staging)
-
-
 def _ledger_counts(url: str) -> tuple[int, int]:
     with psycopg.connect(url) as conn:
         return conn.execute(
@@ -207,10 +167,10 @@ def _ledger_counts(url: str) -> tuple[int, int]:
         ).fetchone()
 
 
-def test_deliver_feed__full_outbox_disk_fails_clearly_and_records_nothing(tmp_path, scratch_db):
+def test_deliver_feed__full_outbox_disk_fails_clearly_and_records_nothing(tmp_path, scratch_db, stage_synthetic_feed):
     settings = Settings(database_url=scratch_db, data_dir=tmp_path / "data")
     settings.ensure_folders()
-    staging = _stage_feed(settings, rows=2000, feed_date=dt.date(2026, 11, 30))
+    staging = stage_synthetic_feed(settings, rows=2000, feed_date=dt.date(2026, 11, 30), padding=40)
     assert Path(staging, "yss_2026-11-30.csv").stat().st_size > 256 * 1024
     _mount_small_tmpfs(settings.outbox_dir, "64k")
     try:
@@ -230,18 +190,20 @@ def test_deliver_feed__full_outbox_disk_fails_clearly_and_records_nothing(tmp_pa
         subprocess.run(["umount", "-l", str(settings.outbox_dir)], check=False)
 
 
-def test_deliver_feed__failed_redelivery_leaves_the_earlier_delivery_of_the_day_as_delivered(tmp_path, scratch_db):
+def test_deliver_feed__failed_redelivery_leaves_the_earlier_delivery_of_the_day_as_delivered(
+    tmp_path, scratch_db, stage_synthetic_feed
+):
     """A second feed of the same date with other data (another delivery key, the same file names) fails while being
     written: the files delivered earlier that day stay, byte for byte, and only the first delivery is recorded."""
     settings = Settings(database_url=scratch_db, data_dir=tmp_path / "data")
     settings.ensure_folders()
     feed_date = dt.date(2026, 11, 30)
-    first = deliver_feed(_stage_feed(settings, rows=20, feed_date=feed_date), settings=settings)
+    first = deliver_feed(stage_synthetic_feed(settings, rows=20, feed_date=feed_date, padding=40), settings=settings)
     assert first["status"] == "delivered"
     delivered = {path: path.read_bytes() for path in (settings.outbox_dir / "yss").rglob("*") if path.is_file()}
     assert len(delivered) == 2, "the feed and its manifest"
 
-    second = _stage_feed(settings, rows=30, feed_date=feed_date)
+    second = stage_synthetic_feed(settings, rows=30, feed_date=feed_date, padding=40)
     blocker = Path(first["file"]).with_name(f".{Path(first['file']).name}.partial")
     blocker.mkdir()  # the feed's partial file cannot be written: the target fails mid-delivery
     with pytest.raises(DeliveryWriteError, match="Nothing was delivered"):
@@ -253,18 +215,23 @@ def test_deliver_feed__failed_redelivery_leaves_the_earlier_delivery_of_the_day_
     assert _ledger_counts(scratch_db) == (1, 20), "only the first delivery is recorded"
 
 
-def test_deliver_feed__failed_routed_redelivery_leaves_every_earlier_route_file_as_delivered(tmp_path, scratch_db):
+def test_deliver_feed__failed_routed_redelivery_leaves_every_earlier_route_file_as_delivered(
+    tmp_path, scratch_db, stage_synthetic_feed
+):
     """The same for a recipient with one file per route: the second route's file cannot be written, so nothing of the
     second feed lands, and the first feed's files of both routes stay as delivered."""
     settings = Settings(database_url=scratch_db, data_dir=tmp_path / "data")
     settings.ensure_folders()
     feed_date = dt.date(2026, 11, 30)
-    first = deliver_feed(_stage_feed(settings, rows=20, feed_date=feed_date, recipient_id="post16"), settings=settings)
+    first = deliver_feed(
+        stage_synthetic_feed(settings, rows=20, feed_date=feed_date, recipient_id="post16", padding=40),
+        settings=settings,
+    )
     assert first["status"] == "delivered" and len(first["deliveries"]) == 2
     delivered = {path: path.read_bytes() for path in (settings.outbox_dir / "post16").rglob("*") if path.is_file()}
     assert len(delivered) == 4, "two routes, each a feed and its manifest"
 
-    second = _stage_feed(settings, rows=30, feed_date=feed_date, recipient_id="post16")
+    second = stage_synthetic_feed(settings, rows=30, feed_date=feed_date, recipient_id="post16", padding=40)
     last = Path(first["deliveries"][-1]["file"])
     blocker = last.with_name(f".{last.name}.partial")
     blocker.mkdir()

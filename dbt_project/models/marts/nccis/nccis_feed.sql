@@ -95,11 +95,13 @@ final as (
         date_of_birth::date as date_of_birth,
         postcode::text as postcode,
         -- from school data: only for young people who are not restricted
-        case when not is_yss_restricted then upn end::text as upn,
-        case when not is_yss_restricted then sex_code end::text as sex,
-        case when not is_yss_restricted then sen_provision_code end::text as sen_provision_code,
-        case when not is_yss_restricted then nc_year_code end::text as nc_year,
-        case when not is_yss_restricted then has_offer end::boolean as has_september_guarantee_offer,
+        {{ blank_when_restricted([
+            {'name': 'upn', 'data_type': 'text'},
+            {'name': 'sex', 'data_type': 'text', 'expression': 'sex_code'},
+            {'name': 'sen_provision_code', 'data_type': 'text'},
+            {'name': 'nc_year', 'data_type': 'text', 'expression': 'nc_year_code'},
+            {'name': 'has_september_guarantee_offer', 'data_type': 'boolean', 'expression': 'has_offer'},
+        ]) }},
         -- collected by YSS itself for a restricted young person; every source otherwise; none: 810 not known
         coalesce(
             case when is_yss_restricted then yss_activity_code else any_activity_code end,

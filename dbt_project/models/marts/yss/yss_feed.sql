@@ -45,13 +45,15 @@ final as (
         town::text as town,
         postcode::text as postcode,
         -- further information: only for pupils who are not restricted
-        case when not is_yss_restricted then upn end::text as upn,
-        case when not is_yss_restricted then school_urn end::integer as school_urn,
-        case when not is_yss_restricted then school_laestab end::text as school_laestab,
-        case when not is_yss_restricted then school_name end::text as school_name,
-        case when not is_yss_restricted then nc_year_code end::text as nc_year,
-        case when not is_yss_restricted then sex_code end::text as sex,
-        case when not is_yss_restricted then sen_provision_code end::text as sen_provision_code
+        {{ blank_when_restricted([
+            {'name': 'upn', 'data_type': 'text'},
+            {'name': 'school_urn', 'data_type': 'integer'},
+            {'name': 'school_laestab', 'data_type': 'text'},
+            {'name': 'school_name', 'data_type': 'text'},
+            {'name': 'nc_year', 'data_type': 'text', 'expression': 'nc_year_code'},
+            {'name': 'sex', 'data_type': 'text', 'expression': 'sex_code'},
+            {'name': 'sen_provision_code', 'data_type': 'text'},
+        ]) }}
     from cohort_with_restrictions
 )
 

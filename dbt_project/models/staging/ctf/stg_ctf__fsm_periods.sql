@@ -1,19 +1,7 @@
 with
 
-source as (
-    select * from {{ source('ctf', 'ctf_pupils') }}
-    where not _rejected
-),
-
 flattened as (
-    select
-        source._load_batch_id,
-        source._row_number,
-        source.upn,
-        items.item,
-        items.item_ordinal
-    from source
-    cross join lateral {{ jsonb_items('source.fsm_history') }}
+    {{ ctf_pupil_items('fsm_history') }}
 ),
 
 final as (
