@@ -10,7 +10,9 @@ their values (they are moved to the right-hand side, so only hidden cells are va
 of 0 or more, and every constraint ``total = sum(parts)`` holds. A hidden total whose parts are all published is pinned
 to one value by its constraint, so it shows up here with ``lo == hi``; a cell linked to another table through a shared
 total is covered the same way. The cell is protected when ``floor(hi) - ceil(lo) >= protection`` (the definition in
-:mod:`pupilshare.stats`), with ``protection`` defaulting to the threshold.
+:mod:`pupilshare.stats`), with ``protection`` defaulting to the threshold. An end of a range is taken without its LP
+only when it is proven already: 0 when an earlier optimum put the count at 0, or a constraint's ceiling (the parts of
+a published total cannot exceed it) when an earlier optimum reached it (:func:`_bound_hidden`).
 
 The audit also fails a pattern that publishes a count from 1 to ``threshold - 1`` (primary suppression missed) or a
 derived figure (rate, percentage) whose numerator or denominator is hidden. It does not look for attacks that need
@@ -30,6 +32,8 @@ import numpy as np
 from pupilshare.stats.config import DisclosureConfig
 
 _EPS = 1e-6
+#: How near a seen value must be to 0 or to a ceiling to settle that end of a range (solver tolerance is 1e-7).
+_SEEN_EPS = 1e-9
 _INF = highspy.kHighsInf
 
 
@@ -191,23 +195,64 @@ def _check_input(
 def _bound_hidden(
     cells: Mapping[str, int], constraints: Iterable[ConstraintLike], hidden: list[str], width: int
 ) -> Iterable[CellRange]:
-    """Minimise and maximise each hidden count over everything consistent with the published cells."""
+    """Minimise and maximise each hidden count over everything consistent with the published cells.
+
+    An LP is skipped only when its optimum is already proven: the range lies within ``[0, ceiling]`` (hidden counts
+    are 0 or more; ``ceiling`` from :func:`_row_ceilings`), and a table already seen to satisfy the model (the optimum
+    of an earlier LP here) puts the cell at 0, or at its ceiling, so that end of the range is exactly that.
+    """
     if not hidden:
         return
+    constraints = list(constraints)
     solver = _build_model(cells, constraints, hidden)
+    ceilings = _row_ceilings(cells, constraints, hidden)
+    seen = _SeenTables(len(hidden))
     for column, cell_id in enumerate(hidden):
-        lo = _optimise(solver, column, 1.0, cell_id)
-        hi = -_optimise(solver, column, -1.0, cell_id)
+        lo = 0.0 if seen.lowest[column] <= _SEEN_EPS else _optimise(solver, column, 1.0, cell_id, seen)
+        if seen.highest[column] >= ceilings[column] - _SEEN_EPS:
+            hi = float(ceilings[column])
+        else:
+            hi = -_optimise(solver, column, -1.0, cell_id, seen)
         value = cells[cell_id]
         if not lo - _EPS <= value <= hi + _EPS:
             raise AuditInputError(f"{cell_id!r}: true value {value} outside its own range [{lo}, {hi}]; audit fault")
         yield CellRange(cell_id, value, lo, hi, _width(lo, hi) >= width)
 
 
-def _build_model(cells: Mapping[str, int], constraints: Iterable[ConstraintLike], hidden: list[str]) -> highspy.Highs:
-    """Variables: hidden counts (>= 0). Rows: for each constraint touching them, hidden terms == published remainder."""
+class _SeenTables:
+    """Per hidden count, the lowest and highest value in any LP optimum found so far (each satisfies the model)."""
+
+    def __init__(self, size: int) -> None:
+        self.lowest = np.full(size, math.inf)
+        self.highest = np.full(size, -math.inf)
+
+    def add(self, values: np.ndarray) -> None:
+        np.minimum(self.lowest, values, out=self.lowest)
+        np.maximum(self.highest, values, out=self.highest)
+
+
+def _row_ceilings(cells: Mapping[str, int], constraints: Iterable[ConstraintLike], hidden: list[str]) -> np.ndarray:
+    """An upper bound on each hidden count from single constraints (``inf`` where none bounds it).
+
+    In a constraint whose hidden counts all have the same sign (say the parts of a published total), the hidden
+    counts add up to a known number ``b``; as none is below 0, none is above ``b``.
+    """
     column_of = {cell_id: i for i, cell_id in enumerate(hidden)}
-    starts, indices, values, rhs = [], [], [], []
+    ceilings = np.full(len(hidden), math.inf)
+    for row, remainder in _hidden_rows(cells, constraints, column_of):
+        signs = {math.copysign(1.0, coefficient) for coefficient in row.values() if coefficient}
+        if len(signs) == 1:
+            total = remainder * signs.pop()
+            for column, coefficient in row.items():
+                if coefficient:
+                    ceilings[column] = min(ceilings[column], total / abs(coefficient))
+    return ceilings
+
+
+def _hidden_rows(
+    cells: Mapping[str, int], constraints: Iterable[ConstraintLike], column_of: Mapping[str, int]
+) -> Iterable[tuple[dict[int, float], float]]:
+    """Each constraint touching a hidden count as ``(hidden column -> coefficient, published remainder)``."""
     for constraint in constraints:
         terms = [(constraint.total, 1.0)] + [(part, -1.0) for part in constraint.parts]
         row: dict[int, float] = {}
@@ -218,10 +263,18 @@ def _build_model(cells: Mapping[str, int], constraints: Iterable[ConstraintLike]
             else:
                 remainder -= sign * cells[cell_id]
         if row:
-            starts.append(len(indices))
-            indices += list(row)
-            values += list(row.values())
-            rhs.append(remainder)
+            yield row, remainder
+
+
+def _build_model(cells: Mapping[str, int], constraints: Iterable[ConstraintLike], hidden: list[str]) -> highspy.Highs:
+    """Variables: hidden counts (>= 0). Rows: for each constraint touching them, hidden terms == published remainder."""
+    column_of = {cell_id: i for i, cell_id in enumerate(hidden)}
+    starts, indices, values, rhs = [], [], [], []
+    for row, remainder in _hidden_rows(cells, constraints, column_of):
+        starts.append(len(indices))
+        indices += list(row)
+        values += list(row.values())
+        rhs.append(remainder)
     solver = highspy.Highs()
     solver.silent()
     solver.setOptionValue("presolve", "off")  # keep the basis between the per-cell solves
@@ -241,7 +294,7 @@ def _build_model(cells: Mapping[str, int], constraints: Iterable[ConstraintLike]
     return solver
 
 
-def _optimise(solver: highspy.Highs, column: int, sign: float, cell_id: str) -> float:
+def _optimise(solver: highspy.Highs, column: int, sign: float, cell_id: str, seen: _SeenTables) -> float:
     """Minimise ``sign * x[column]``; ``-inf`` when unbounded. Only this column's cost changes: a warm start."""
     solver.changeColCost(column, sign)
     try:
@@ -251,6 +304,7 @@ def _optimise(solver: highspy.Highs, column: int, sign: float, cell_id: str) -> 
             return -math.inf
         if status != highspy.HighsModelStatus.kOptimal:
             raise AuditInputError(f"HiGHS returned {solver.modelStatusToString(status)} bounding {cell_id!r}")
+        seen.add(np.asarray(solver.getSolution().col_value))
         return solver.getInfo().objective_function_value
     finally:
         solver.changeColCost(column, 0.0)

@@ -26,7 +26,9 @@ offline library handles arbitrary linked constraints (pytauargus 0.6 runs offlin
 hierarchical table at a time: its linked-table methods, GH and the GUI's cover-table machinery, are not available
 headless; sdcTable and sdcMicro are R). Cells are visited in id order, starting from the primary cells:
 
-1. Work out the cell's range (two LPs on one HiGHS model, warm-started; only the bound changes between cells).
+1. Work out the cell's range (two LPs on one HiGHS model, warm-started; only the objective and the newly hidden
+   cells' bounds change between solves). No LP is solved when two tables already seen to agree with everything
+   published (earlier LP optima, the true table plus an earlier perturbation) put the cell ``protection`` apart.
 2. If it is not protected, solve a second LP for the cheapest *perturbation* that raises the cell by ``protection``:
    a change ``y`` to every cell with ``total = sum(parts)`` still true for ``y``, no cell pushed below zero, and cost
    ``sum(w_i * |y_i|)`` where ``w_i = 0`` for a cell already hidden and ``value + 1 + rank * 0.5 / n`` otherwise
@@ -318,13 +320,14 @@ def find_secondary_cells(
         cell_id = queue.popleft()
         if ranges.is_protected(cell_id, width):
             continue
-        added = covers.find_cover(cell_id, width)
+        added, perturbed = covers.find_cover(cell_id, width)
         if not added:
             raise SuppressionError(f"cell {cell_id!r} cannot be protected: no perturbation moves it (numerical?)")
         for new_id in added:
             hidden.add(new_id)
             ranges.hide(new_id)
             covers.hide(new_id)
+        ranges.witness(perturbed)
         queue.appendleft(cell_id)
         queue.extend(new_id for new_id in added if new_id not in queued)
         queued.update(added)
@@ -363,13 +366,21 @@ def _solve(solver: highspy.Highs, what: str) -> float:
 
 
 class _RangeModel:
-    """One column per cell (published: fixed at its value; hidden: 0 or more), one row per constraint."""
+    """One column per cell (published: fixed at its value; hidden: 0 or more), one row per constraint.
+
+    It also keeps, per cell, the highest and lowest value seen in any table known to agree with everything published
+    (the optimum of every range LP solved here, and the true table plus every cover): the cell's range holds both, so
+    when they are already ``width`` apart the cell is protected without another LP. Hiding more cells only adds
+    tables that agree, so what was seen stays valid.
+    """
 
     def __init__(self, table_set: TableSet, hidden: Collection[str]) -> None:
         self._values = table_set.cells
         self._index = {cell_id: i for i, cell_id in enumerate(table_set.cells)}
         lower = np.array([0.0 if c in hidden else v for c, v in self._values.items()])
         upper = np.array([_INF if c in hidden else v for c, v in self._values.items()])
+        self._highest = np.array(list(self._values.values()), dtype=np.float64)
+        self._lowest = self._highest.copy()
         self._solver = _new_solver(_PRIMAL)  # only costs change and bounds widen: the last optimum stays feasible
         self._solver.addVars(len(lower), lower, upper)
         rows = [
@@ -382,21 +393,36 @@ class _RangeModel:
     def hide(self, cell_id: str) -> None:
         self._solver.changeColBounds(self._index[cell_id], 0.0, _INF)
 
+    def witness(self, table: np.ndarray) -> None:
+        """Record ``table`` (one value per cell, in id order): it agrees with every published cell and constraint."""
+        np.maximum(self._highest, table, out=self._highest)
+        np.minimum(self._lowest, table, out=self._lowest)
+
     def is_protected(self, cell_id: str, width: int) -> bool:
         """True when ``floor(hi) - ceil(lo) >= width`` for the cell's feasible range."""
-        column, value = self._index[cell_id], self._values[cell_id]
+        column = self._index[cell_id]
+        if _spans(self._highest[column], self._lowest[column], width):
+            return True  # two agreeing tables already put it this far apart: hi and lo are at least as far
         hi = -self._extreme(column, -1.0, cell_id)
-        if math.isinf(hi) or math.floor(hi + _EPS) - value >= width:
+        if math.isinf(hi) or _spans(hi, self._lowest[column], width):
             return True
         lo = self._extreme(column, 1.0, cell_id)
-        return math.floor(hi + _EPS) - math.ceil(lo - _EPS) >= width
+        return _spans(hi, lo, width)
 
     def _extreme(self, column: int, sign: float, cell_id: str) -> float:
         self._solver.changeColCost(column, sign)
         try:
-            return _solve(self._solver, f"bounding {cell_id!r}")
+            optimum = _solve(self._solver, f"bounding {cell_id!r}")
+            if not math.isinf(optimum):
+                self.witness(np.asarray(self._solver.getSolution().col_value))
+            return optimum
         finally:
             self._solver.changeColCost(column, 0.0)
+
+
+def _spans(hi: float, lo: float, width: int) -> bool:
+    """``floor(hi) - ceil(lo) >= width``, with a tolerance for the solver's rounding."""
+    return math.floor(hi + _EPS) - math.ceil(lo - _EPS) >= width
 
 
 class _PerturbationModel:
@@ -422,6 +448,8 @@ class _PerturbationModel:
             rows.append(row)
         if rows:
             _add_equalities(self._solver, rows)
+        _solve(self._solver, "starting the perturbation model")  # no change at all: cost 0
+        self._start = self._solver.getBasis()
 
     def hide(self, cell_id: str) -> None:
         i, n = self._index[cell_id], len(self._ids)
@@ -429,12 +457,18 @@ class _PerturbationModel:
         self._solver.changeColCost(i, 0.0)
         self._solver.changeColCost(n + i, 0.0)
 
-    def find_cover(self, cell_id: str, width: int) -> list[str]:
-        """The cells not yet hidden that the cheapest perturbation raising ``cell_id`` by ``width`` moves."""
+    def find_cover(self, cell_id: str, width: int) -> tuple[list[str], np.ndarray]:
+        """The cells not yet hidden that the cheapest perturbation raising ``cell_id`` by ``width`` moves.
+
+        Also the perturbed table (true values plus the perturbation, one per cell in id order): once those cells are
+        hidden it agrees with everything published. Each solve starts from the basis of the zero perturbation: the
+        last cover's basis describes another cell's perturbation and takes the dual simplex longer to leave.
+        """
         i, n = self._index[cell_id], len(self._ids)
         self._solver.changeColBounds(i, float(width), float(width))
         self._solver.changeColBounds(n + i, 0.0, 0.0)
         try:
+            self._solver.setBasis(self._start)
             cost = _solve(self._solver, f"protecting {cell_id!r}")
             if math.isinf(cost):
                 raise SuppressionError(f"perturbation LP for {cell_id!r} is unbounded")
@@ -443,7 +477,8 @@ class _PerturbationModel:
             self._solver.changeColBounds(i, 0.0, _INF)
             self._solver.changeColBounds(n + i, 0.0, float(self._values[i]))
         moved = (moves[:n] > _EPS) | (moves[n:] > _EPS)
-        return [self._ids[k] for k in np.flatnonzero(moved) if self._ids[k] not in self._hidden]
+        added = [self._ids[k] for k in np.flatnonzero(moved) if self._ids[k] not in self._hidden]
+        return added, self._values + moves[:n] - moves[n:]
 
 
 def render_table(
