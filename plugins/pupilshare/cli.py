@@ -330,12 +330,9 @@ def confirm_delivery_command(
     note: Annotated[str | None, typer.Option(help="A note for the record.")] = None,
 ) -> None:
     """Record that a recipient confirmed receipt of a delivery; its outbox copy is cleared after the grace period."""
-    from pupilshare.db import database_server
     from pupilshare.retention import confirm_delivery
 
-    settings = load_settings()
-    with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
-        confirm_delivery(conn, delivery_id, confirmed_by=confirmed_by, note=note)
+    _record_confirmation(confirm_delivery, delivery_id, confirmed_by, note)
     console.print(f"confirmation of {delivery_id} recorded")
 
 
@@ -346,13 +343,19 @@ def confirm_retraction_command(
     note: Annotated[str | None, typer.Option(help="A note for the record.")] = None,
 ) -> None:
     """Record that a recipient confirmed a retraction notice; its outbox copy is cleared after the grace period."""
-    from pupilshare.db import database_server
     from pupilshare.retention import confirm_retraction
+
+    _record_confirmation(confirm_retraction, retraction_id, confirmed_by, note)
+    console.print(f"confirmation of retraction notice {retraction_id} recorded")
+
+
+def _record_confirmation(confirm, subject_id: str, confirmed_by: str, note: str | None) -> None:
+    """Call ``confirm`` (pupilshare.retention) on the deployment's data database."""
+    from pupilshare.db import database_server
 
     settings = load_settings()
     with database_server(settings) as endpoints, psycopg.connect(endpoints.data_url) as conn:
-        confirm_retraction(conn, retraction_id, confirmed_by=confirmed_by, note=note)
-    console.print(f"confirmation of retraction notice {retraction_id} recorded")
+        confirm(conn, subject_id, confirmed_by=confirmed_by, note=note)
 
 
 @app.command()

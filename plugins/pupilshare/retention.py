@@ -195,15 +195,10 @@ def confirm_delivery(
     note: str | None = None,
 ) -> None:
     """Record that the recipient confirmed receipt of a delivery (the grace period before clearing starts now)."""
-    ensure_retention_schema(conn)
-    with conn.transaction():
-        if conn.execute("select 1 from ledger.deliveries where delivery_id = %s", (delivery_id,)).fetchone() is None:
-            raise UnknownDeliveryError(f"no delivery {delivery_id} in ledger.deliveries: check the manifest's id")
-        conn.execute(
-            """insert into ledger.delivery_confirmations (delivery_id, confirmed_by, confirmed_at, note)
-               values (%s, %s, coalesce(%s, now()), %s)""",
-            (delivery_id, confirmed_by, confirmed_at, note),
-        )
+    _confirm(
+        conn, "deliveries", "delivery_confirmations", "delivery_id", delivery_id, (confirmed_by, confirmed_at, note),
+        missing=f"no delivery {delivery_id} in ledger.deliveries: check the manifest's id",
+    )  # fmt: skip
 
 
 def confirm_retraction(
@@ -215,19 +210,34 @@ def confirm_retraction(
     note: str | None = None,
 ) -> None:
     """Record that the recipient confirmed a retraction notice (the grace period before clearing it starts now)."""
+    _confirm(
+        conn, "retractions", "retraction_confirmations", "retraction_id", retraction_id,
+        (confirmed_by, confirmed_at, note),
+        missing=f"no retraction notice {retraction_id} in ledger.retractions: check the notice's manifest",
+    )  # fmt: skip
+
+
+def _confirm(
+    conn: psycopg.Connection, table: str, confirmations: str, id_column: str, subject_id: str, by_at_note: tuple,
+    *, missing: str,
+) -> None:  # fmt: skip
+    """Insert a confirmation of ``ledger.<table>``'s ``subject_id`` into ``ledger.<confirmations>``; refused with
+    :class:`UnknownDeliveryError` (``missing``) when the ledger has no such row."""
     ensure_retention_schema(conn)
     with conn.transaction():
         known = conn.execute(
-            "select 1 from ledger.retractions where retraction_id = %s limit 1", (retraction_id,)
+            sql.SQL("select 1 from ledger.{} where {} = %s limit 1").format(
+                sql.Identifier(table), sql.Identifier(id_column)
+            ),
+            (subject_id,),
         ).fetchone()
         if known is None:
-            raise UnknownDeliveryError(
-                f"no retraction notice {retraction_id} in ledger.retractions: check the notice's manifest"
-            )
+            raise UnknownDeliveryError(missing)
         conn.execute(
-            """insert into ledger.retraction_confirmations (retraction_id, confirmed_by, confirmed_at, note)
-               values (%s, %s, coalesce(%s, now()), %s)""",
-            (retraction_id, confirmed_by, confirmed_at, note),
+            sql.SQL(
+                "insert into ledger.{} ({}, confirmed_by, confirmed_at, note) values (%s, %s, coalesce(%s, now()), %s)"
+            ).format(sql.Identifier(confirmations), sql.Identifier(id_column)),
+            (subject_id, *by_at_note),
         )
 
 
