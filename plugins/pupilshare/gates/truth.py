@@ -146,27 +146,6 @@ def _load_yss_truth(
     return _with_states(truth, states)
 
 
-def apply_opt_out_requests(
-    truth: pd.DataFrame,
-    rows: list[RawPupilRow],
-    requests: list[OptOutRequest],
-    *,
-    feed_date: dt.date,
-    persistence: Persistence,
-) -> pd.DataFrame:
-    """Replace the census-only restriction with the full opt-out rules (requests, withdrawals, census yssa); see
-    :func:`census_refusal` for which census row counts."""
-    by_upn: dict[str, list[RawPupilRow]] = defaultdict(list)
-    for row in rows:
-        by_upn[(row.upn or "").strip().upper()].append(row)
-    refusals = [refusal for upn, found in by_upn.items() if upn and (refusal := census_refusal(upn, found))]
-    dobs = dict(zip(truth["upn"], truth["date_of_birth"], strict=True))
-    states = resolve_opt_outs(
-        requests, refusals, dates_of_birth=dobs, feed_date=feed_date, persistence=persistence, scopes=("yss",)
-    )
-    return _with_states(truth, states)
-
-
 def census_refusal(upn: str, rows: Iterable[RawPupilRow]) -> CensusRefusal | None:
     """A pupil's census refusal: their most recent registration recording yssa = No (latest reference date, then
     the later batch, then the earlier row), dated at that census's reference date; None when no row says No."""
